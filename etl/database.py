@@ -1,0 +1,65 @@
+"""Where the database is: ``DATABASE_URL``, or an embedded PostgreSQL under ``var/``.
+
+With ``DATABASE_URL`` unset the project runs a real PostgreSQL of its own (the
+``pgserver`` wheel ships the binaries). Every process that uses it registers itself with
+pgserver, which stops the server when the last of them exits, so a demo's nodes and a
+one-off ``etl sources list`` can share it safely.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import dj_database_url
+
+from etl.exceptions import ConfigError
+
+_SUPPORTED = {"postgres", "postgresql", "pgsql", "postgis"}
+
+
+def var_dir() -> Path:
+    """The folder for local state (embedded database, logs): ``ETL_VAR_DIR`` or ``./var``."""
+    return Path(os.environ.get("ETL_VAR_DIR") or Path.cwd() / "var").resolve()
+
+
+def embedded_url() -> str:
+    """Start (or reuse) the embedded PostgreSQL and return its URL (a unix socket)."""
+    import pgserver  # imported lazily: starting it is the only reason to load it
+
+    pgdata = var_dir() / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    return uri
+
+
+def config(url: str | None) -> dict[str, Any]:
+    """Django ``DATABASES['default']`` for ``url`` (or the embedded server when None)."""
+    if not url:
+        url = embedded_url()
+    scheme = urlsplit(url).scheme
+    if scheme not in _SUPPORTED:
+        raise ConfigError(f"DATABASE_URL must be a PostgreSQL URL, not {scheme!r}")
+    parsed = urlsplit(url)
+    socket_host = parse_qs(parsed.query).get("host", [None])[0]
+    if not parsed.hostname and socket_host:
+        # postgresql://user:@/db?host=/socket/dir — dj-database-url drops the query host
+        db: dict[str, Any] = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": parsed.path.lstrip("/") or "postgres",
+            "USER": parsed.username or "postgres",
+            "PASSWORD": parsed.password or "",
+            "HOST": socket_host,
+            "PORT": "",
+        }
+    else:
+        db = dict(dj_database_url.parse(url))
+        db["ENGINE"] = "django.db.backends.postgresql"
+    db.setdefault("OPTIONS", {})
+    db["CONN_MAX_AGE"] = 0
+    db["CONN_HEALTH_CHECKS"] = True
+    db["TEST"] = {"NAME": os.environ.get("ETL_TEST_DB_NAME") or None}
+    return db

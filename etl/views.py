@@ -1,0 +1,44 @@
+"""Operational endpoints: liveness, readiness, metrics and a plain status page."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cluster import runtime
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """The process and its event loop answer."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready when the database answers and the node runtime has started."""
+    from asgiref.sync import sync_to_async
+
+    db_ok = await sync_to_async(_database_ok, thread_sensitive=True)()
+    node = runtime.current()
+    started = node is not None and node.started
+    body = {"database": db_ok, "runtime": started}
+    return JsonResponse(body, status=200 if db_ok and started else 503)
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+async def status_page(request: HttpRequest) -> HttpResponse:
+    node = runtime.current()
+    name = node.settings.node_name if node is not None else "(no runtime)"
+    return HttpResponse(f"shardetl node {name}\n", content_type="text/plain; charset=utf-8")

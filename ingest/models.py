@@ -1,0 +1,125 @@
+"""What is ingested: sources, and the rows their parsers produce."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Source(models.Model):
+    """A URL with a parser and a cron schedule; owned by the node whose slot matches."""
+
+    url = models.TextField(unique=True)
+    parser = models.CharField(max_length=64)
+    schedule = models.CharField(max_length=120, default="H * * * *")
+    options = models.JSONField(default=dict, blank=True)
+    # stable_hash(url) >> 1: a non-negative bigint, so mod(shard_hash, N) is a slot.
+    shard_hash = models.BigIntegerField(db_index=True, editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # scheduling and leases
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_owner = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    # conditional GET and incremental state
+    etag = models.TextField(blank=True, default="")
+    last_modified = models.TextField(blank=True, default="")
+    cursor = models.BigIntegerField(null=True, blank=True)
+
+    # outcome of the latest run
+    last_status = models.CharField(max_length=20, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    rows_loaded = models.BigIntegerField(default=0)
+    consecutive_failures = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="source_due_idx")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class Item(models.Model):
+    key = models.TextField(unique=True)
+    name = models.TextField()
+    image = models.TextField(blank=True, default="")
+    value = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Observation(models.Model):
+    """A value of an item seen by a source; one per (source, item), replaced per run."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="observations")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="observations")
+    value = models.FloatField()
+    observed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "item"], name="observation_source_item")
+        ]
+        indexes = [models.Index(fields=["item"], name="observation_item_idx")]
+
+
+class Quest(models.Model):
+    key = models.TextField(unique=True)
+    title = models.TextField()
+    image = models.TextField(blank=True, default="")
+    text = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class QuestLink(models.Model):
+    """An item a quest requires or rewards; kept by key until the item is loaded."""
+
+    item_key = models.TextField()
+    quantity = models.IntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class QuestRequirement(QuestLink):
+    quest = models.ForeignKey(Quest, on_delete=models.CASCADE, related_name="required")
+    item = models.ForeignKey(
+        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="required_for"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["quest", "item_key"], name="questreq_quest_key")
+        ]
+        indexes = [models.Index(fields=["item_key"], name="questreq_key_idx")]
+
+
+class QuestReward(QuestLink):
+    quest = models.ForeignKey(Quest, on_delete=models.CASCADE, related_name="rewards")
+    item = models.ForeignKey(
+        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="reward_for"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["quest", "item_key"], name="questrew_quest_key")
+        ]
+        indexes = [models.Index(fields=["item_key"], name="questrew_key_idx")]
+
+
+class Trade(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    item_key = models.TextField()
+    item = models.ForeignKey(
+        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="trades"
+    )
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="trades")
+    price = models.FloatField()
+    quantity = models.IntegerField()
+    traded_at = models.DateTimeField()
