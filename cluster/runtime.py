@@ -1,4 +1,189 @@
+"""The node runtime: HTTP client, parse pool, source dispatcher, cron scheduler.
+
+It starts and stops with the ASGI lifespan (``etl.asgi``). Shutdown (SIGTERM through
+uvicorn) stops claiming, lets in-flight runs finish for ``drain_seconds``, interrupts
+what is left (those runs release their leases, so another node picks the sources up at
+once) and releases every lease this node still holds.
+"""
+
 from __future__ import annotations
-from typing import Any
-def current() -> Any:
-    return None
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+import etl
+from cluster import identity, leases, scheduler
+from cluster.models import Node, TaskRun
+from etl import db
+from etl.config import Settings
+from ingest import fetch, pipeline, runs
+from ingest.pool import ParsePool
+
+log = logging.getLogger(__name__)
+
+_current: NodeRuntime | None = None
+
+
+def current() -> NodeRuntime | None:
+    """The runtime of this process, if one has started."""
+    return _current
+
+
+def _heartbeat(name: str, ident: identity.Identity) -> None:
+    Node.objects.update_or_create(
+        name=name,
+        defaults={
+            "slot": ident.slot,
+            "node_count": ident.node_count,
+            "mode": ident.mode,
+            "version": etl.__version__,
+            "heartbeat_at": timezone.now(),
+        },
+    )
+
+
+def _leave(name: str) -> int:
+    Node.objects.filter(name=name).delete()
+    return leases.release_all(node=name)
+
+
+def _record_job(
+    node: str, job: scheduler.Job, started: datetime, error: BaseException | None
+) -> None:
+    run_id = runs.start(node=node, job=job.name)
+    tally = runs.RunTally()
+    if error is not None:
+        tally.status = TaskRun.Status.FAILED
+        tally.error = f"{type(error).__name__}: {error}"
+    runs.finish(run_id, tally)
+
+
+@dataclass(kw_only=True)
+class NodeRuntime:
+    settings: Settings
+    ident: identity.Identity
+    tick: float = 1.0
+    lease_seconds: float = 60.0
+    drain_seconds: float = 15.0
+    started: bool = False
+    inflight: dict[int, asyncio.Task[runs.RunTally]] = field(default_factory=dict)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _ctx: pipeline.Context | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.node_name
+
+    @property
+    def shard(self) -> leases.Shard:
+        return leases.Shard(slot=self.ident.slot, count=self.ident.node_count)
+
+    async def start(self) -> None:
+        global _current
+        s = self.settings
+        limits = fetch.FetchLimits(
+            concurrency=s.http_concurrency,
+            per_host=s.per_host_concurrency,
+            max_body_bytes=s.max_body_bytes,
+        )
+        fetcher = fetch.Fetcher(
+            limits=limits, user_agent=fetch.user_agent(etl.__version__, self.name)
+        )
+        pool = ParsePool(s.parse_workers)
+        await pool.start()
+        self._ctx = pipeline.Context(node=self.name, fetcher=fetcher, pool=pool)
+        await db.call(_heartbeat, self.name, self.ident)
+        cron = scheduler.Scheduler(jobs=scheduler.registered(), tick=self.tick, record=self._record)
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="dispatch"),
+            asyncio.create_task(self._keepalive(), name="keepalive"),
+            asyncio.create_task(cron.run(self._stop), name="cron"),
+        ]
+        self.started = True
+        _current = self
+        log.info(
+            "node=%s started: slot %d of %d (%s), %d parse workers",
+            self.name,
+            self.ident.slot,
+            self.ident.node_count,
+            self.ident.mode,
+            s.parse_workers,
+        )
+
+    async def _record(
+        self, job: scheduler.Job, started: datetime, error: BaseException | None
+    ) -> None:
+        await db.call(_record_job, self.name, job, started, error)
+
+    async def _dispatch(self) -> None:
+        assert self._ctx is not None
+        capacity = self.settings.http_concurrency
+        while not self._stop.is_set():
+            free = capacity - len(self.inflight)
+            try:
+                claimed = await db.call(
+                    leases.claim_due,
+                    node=self.name,
+                    shard=self.shard,
+                    limit=free,
+                    lease_seconds=self.lease_seconds,
+                )
+            except Exception:
+                log.exception("node=%s could not claim sources", self.name)
+                claimed = []
+            for source in claimed:
+                task = asyncio.create_task(pipeline.run_source(self._ctx, source), name=source.url)
+                self.inflight[source.id] = task
+                task.add_done_callback(lambda _t, sid=source.id: self._finished(sid))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
+
+    def _finished(self, source_id: int) -> None:
+        self.inflight.pop(source_id, None)
+        self._wake.set()
+
+    async def _keepalive(self) -> None:
+        every = max(1.0, min(self.settings.node_ttl / 3, self.lease_seconds / 3))
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
+            try:
+                await db.call(_heartbeat, self.name, self.ident)
+                await db.call(
+                    leases.renew,
+                    node=self.name,
+                    ids=list(self.inflight),
+                    lease_seconds=self.lease_seconds,
+                )
+            except Exception:
+                log.exception("node=%s heartbeat failed", self.name)
+
+    async def stop(self) -> None:
+        """Drain and stop; see the module docstring."""
+        global _current
+        self._stop.set()
+        self._wake.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = list(self.inflight.values())
+        if pending:
+            log.info("node=%s draining %d in-flight runs", self.name, len(pending))
+            _done, late = await asyncio.wait(pending, timeout=self.drain_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._ctx is not None:
+            await self._ctx.pool.close()
+            await self._ctx.fetcher.aclose()
+        released = await db.call(_leave, self.name)
+        self.started = False
+        if _current is self:
+            _current = None
+        log.info("node=%s stopped; released %d leases", self.name, released)

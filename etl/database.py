@@ -59,7 +59,8 @@ def config(url: str | None) -> dict[str, Any]:
         db = dict(dj_database_url.parse(url))
         db["ENGINE"] = "django.db.backends.postgresql"
     db.setdefault("OPTIONS", {})
-    db["CONN_MAX_AGE"] = 0
+    # Nodes are long-running workers: keep connections, health-checked before reuse.
+    db["CONN_MAX_AGE"] = int(os.environ.get("ETL_CONN_MAX_AGE", "300"))
     db["CONN_HEALTH_CHECKS"] = True
     db["TEST"] = {"NAME": os.environ.get("ETL_TEST_DB_NAME") or None}
     return db

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
+
+
+class SourceQuerySet(models.QuerySet["Source"]):
+    def in_shard(self, slot: int, count: int) -> SourceQuerySet:
+        """Sources with ``mod(shard_hash, count) = slot``, selected in SQL."""
+        return self.alias(shard=models.F("shard_hash") % count).filter(shard=slot)
+
+    def due_in(self, slot: int, count: int) -> SourceQuerySet:
+        due = models.Q(next_run_at__isnull=True) | models.Q(next_run_at__lte=Now())
+        return self.in_shard(slot, count).filter(due, enabled=True)
 
 
 class Source(models.Model):
     """A URL with a parser and a cron schedule; owned by the node whose slot matches."""
+
+    objects = SourceQuerySet.as_manager()
 
     url = models.TextField(unique=True)
     parser = models.CharField(max_length=64)
@@ -97,7 +110,11 @@ class QuestRequirement(QuestLink):
         constraints = [
             models.UniqueConstraint(fields=["quest", "item_key"], name="questreq_quest_key")
         ]
-        indexes = [models.Index(fields=["item_key"], name="questreq_key_idx")]
+        indexes = [
+            models.Index(
+                fields=["item_key"], condition=models.Q(item__isnull=True), name="questreq_dangling"
+            )
+        ]
 
 
 class QuestReward(QuestLink):
@@ -110,7 +127,11 @@ class QuestReward(QuestLink):
         constraints = [
             models.UniqueConstraint(fields=["quest", "item_key"], name="questrew_quest_key")
         ]
-        indexes = [models.Index(fields=["item_key"], name="questrew_key_idx")]
+        indexes = [
+            models.Index(
+                fields=["item_key"], condition=models.Q(item__isnull=True), name="questrew_dangling"
+            )
+        ]
 
 
 class Trade(models.Model):
@@ -123,3 +144,10 @@ class Trade(models.Model):
     price = models.FloatField()
     quantity = models.IntegerField()
     traded_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["item_key"], condition=models.Q(item__isnull=True), name="trade_dangling"
+            )
+        ]

@@ -1,0 +1,133 @@
+"""Leases on sources: claim due sources of our shard, renew them, release them.
+
+The claim is one statement (``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)``) so two
+nodes never claim the same row, even while they disagree about who owns what. Times come
+from the database's clock so nodes with skewed clocks still agree on expiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.db import connection
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    """A source this node holds a lease on, with what a run needs to know about it."""
+
+    id: int
+    url: str
+    parser: str
+    options: dict[str, Any]
+    schedule: str
+    etag: str
+    last_modified: str
+    cursor: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shard:
+    """The part of the sources a node may claim: ``mod(shard_hash, count) = slot``."""
+
+    slot: int
+    count: int
+
+    @classmethod
+    def everything(cls) -> Shard:
+        return cls(slot=0, count=1)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # Django registers a text loader for jsonb (its JSONField decodes), so raw rows hold str.
+    decoded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def claim_due(*, node: str, shard: Shard, limit: int, lease_seconds: float) -> list[Claimed]:
+    """Lease up to ``limit`` due sources of ``shard`` to ``node``; most overdue first."""
+    if limit <= 0:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE ingest_source s
+            SET lease_owner = %(node)s,
+                lease_until = now() + make_interval(secs => %(lease)s)
+            FROM (
+                SELECT id FROM ingest_source
+                WHERE enabled
+                  AND (next_run_at IS NULL OR next_run_at <= now())
+                  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = '')
+                  AND mod(shard_hash, %(count)s) = %(slot)s
+                ORDER BY next_run_at NULLS FIRST, id
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            ) due
+            WHERE s.id = due.id
+            RETURNING s.id, s.url, s.parser, s.options, s.schedule, s.etag,
+                      s.last_modified, s.cursor
+            """,
+            {
+                "node": node,
+                "lease": lease_seconds,
+                "count": shard.count,
+                "slot": shard.slot,
+                "limit": limit,
+            },
+        )
+        rows = cursor.fetchall()
+    claimed = [
+        Claimed(
+            id=row[0],
+            url=row[1],
+            parser=row[2],
+            options=_json(row[3]),
+            schedule=row[4],
+            etag=row[5],
+            last_modified=row[6],
+            cursor=row[7],
+        )
+        for row in rows
+    ]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def renew(*, node: str, ids: Sequence[int], lease_seconds: float) -> list[int]:
+    """Extend our leases on ``ids``; return the ids we still hold."""
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE ingest_source SET lease_until = now() + make_interval(secs => %s)
+            WHERE lease_owner = %s AND id = ANY(%s) RETURNING id
+            """,
+            [lease_seconds, node, list(ids)],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def release_all(*, node: str) -> int:
+    """Drop every lease ``node`` holds (shutdown); the sources become claimable at once."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE ingest_source SET lease_owner = '', lease_until = NULL WHERE lease_owner = %s",
+            [node],
+        )
+        released: int = cursor.rowcount
+        return released
+
+
+def held(*, node: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM ingest_source WHERE lease_owner = %s AND lease_until > now()",
+            [node],
+        )
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,45 @@
+"""``etl node [--host H] [--port P]``: one node, uvicorn serving ``etl.asgi:application``."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+import uvicorn
+from django.core.management.base import BaseCommand, CommandError
+
+from cluster import identity
+from etl import security
+from etl.config import Settings
+from etl.exceptions import ConfigError
+
+
+class Command(BaseCommand):
+    help = "Run one node: GraphQL/HTTP plus the scheduler, parse pool and HTTP client."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--log-level", default="info")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:  # fail here, with a clear message, rather than inside the lifespan
+            security.check_node_settings()
+            identity.resolve(Settings.from_env())
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        config = uvicorn.Config(
+            "etl.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            lifespan="on",
+            log_level=options["log_level"],
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            raise CommandError("the node did not start; see the log above")

@@ -1,0 +1,55 @@
+"""ASGI entry point: Django for HTTP, the node runtime for the lifespan.
+
+``uvicorn etl.asgi:application`` and ``etl node`` serve the same thing: the runtime
+(scheduler, parse pool, HTTP client) starts with the lifespan's startup and drains on
+its shutdown, which uvicorn triggers on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "etl.settings")
+
+from django.core.asgi import get_asgi_application
+
+django_app = get_asgi_application()
+
+from cluster import identity  # noqa: E402 - models need the app registry
+from cluster.runtime import NodeRuntime  # noqa: E402
+from etl import security  # noqa: E402
+from etl.config import Settings  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    runtime: NodeRuntime | None = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                security.check_node_settings()
+                settings = Settings.from_env()
+                runtime = NodeRuntime(settings=settings, ident=identity.resolve(settings))
+                await runtime.start()
+            except Exception as exc:
+                log.exception("node failed to start")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if runtime is not None:
+                await runtime.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Django for ``http``; the node runtime for ``lifespan``."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    else:
+        await django_app(scope, receive, send)

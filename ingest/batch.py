@@ -1,0 +1,83 @@
+"""Run every due source of a shard once, now (``etl run-once``, backfills, benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import etl
+from cluster import leases
+from etl import db
+from etl.config import Settings
+from ingest import fetch, pipeline, runs
+from ingest.models import Source
+from ingest.pool import ParsePool
+
+
+@dataclass(slots=True, kw_only=True)
+class Summary:
+    runs: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    rows_in: int = 0
+    rows_rejected: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, url: str, tally: runs.RunTally) -> None:
+        self.runs += 1
+        self.by_status[tally.status] = self.by_status.get(tally.status, 0) + 1
+        self.rows_in += tally.rows_in
+        self.rows_rejected += tally.rows_rejected
+        if tally.error:
+            self.failures.append((url, tally.error))
+
+
+def count_due(shard: leases.Shard) -> int:
+    return Source.objects.due_in(shard.slot, shard.count).count()
+
+
+async def run_due(
+    settings: Settings,
+    shard: leases.Shard,
+    *,
+    on_done: Callable[[str, runs.RunTally], None] | None = None,
+    lease_seconds: float = 300.0,
+) -> Summary:
+    """Claim and run due sources of ``shard`` until none is due; return what happened."""
+    limits = fetch.FetchLimits(
+        concurrency=settings.http_concurrency,
+        per_host=settings.per_host_concurrency,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    summary = Summary()
+    pool = ParsePool(settings.parse_workers)
+    await pool.start()
+    try:
+        async with fetch.Fetcher(
+            limits=limits, user_agent=fetch.user_agent(etl.__version__, settings.node_name)
+        ) as fetcher:
+            ctx = pipeline.Context(node=settings.node_name, fetcher=fetcher, pool=pool)
+            inflight: dict[asyncio.Task[runs.RunTally], str] = {}
+            while True:
+                free = settings.http_concurrency - len(inflight)
+                claimed = await db.call(
+                    leases.claim_due,
+                    node=ctx.node,
+                    shard=shard,
+                    limit=free,
+                    lease_seconds=lease_seconds,
+                )
+                for source in claimed:
+                    inflight[asyncio.create_task(pipeline.run_source(ctx, source))] = source.url
+                if not inflight:
+                    break
+                done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    url = inflight.pop(task)
+                    tally = task.result()
+                    summary.add(url, tally)
+                    if on_done is not None:
+                        on_done(url, tally)
+    finally:
+        await pool.close()
+    return summary

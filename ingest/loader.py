@@ -1,0 +1,293 @@
+"""How parsed records become rows: one transaction per batch, set-based upserts.
+
+Every batch is COPYed into a session-local staging table and merged with one
+``INSERT … SELECT … ON CONFLICT DO UPDATE`` per table, so the cost does not grow with a
+query per row. Duplicate keys inside a batch are collapsed in SQL (``DISTINCT ON``, the
+last row wins) because ``ON CONFLICT`` refuses to touch one row twice. Updates that
+would not change anything are skipped (``IS DISTINCT FROM``), so loading the same body
+twice writes nothing.
+
+These functions are sync on purpose: they need ``transaction.atomic`` and COPY. Async
+callers go through :mod:`etl.db`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from ingest import records
+from ingest.exceptions import LeaseLost, LoadError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """One parsed body to load for a source, with the HTTP validators to remember."""
+
+    source_id: int
+    node: str
+    result: records.ParseResult
+    etag: str = ""
+    last_modified: str = ""
+    check_lease: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadOutcome:
+    rows_in: int
+    rows_out: int
+    cursor: int | None = None
+
+
+_STAGING = {
+    "items": "seq int, key text, name text, image text, value float8",
+    "observations": "seq int, key text, name text, value float8",
+    "quests": "seq int, key text, title text, image text, text text",
+    "quest_links": "seq int, quest_key text, kind char(1), item_key text, quantity int",
+    "trades": "id bigint, item_key text, price float8, quantity int, traded_at timestamptz",
+}
+
+
+def _stage(cursor: Any, table: str, rows: Iterable[Sequence[Any]]) -> None:
+    columns = ", ".join(col.split()[0] for col in _STAGING[table].split(", "))
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ({_STAGING[table]}) ON COMMIT DELETE ROWS"
+    )
+    with cursor.cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _resolve_dangling(cursor: Any, stage: str) -> None:
+    """Point quest links and trades that named a not-yet-loaded item at it now."""
+    for table in ("ingest_questrequirement", "ingest_questreward", "ingest_trade"):
+        cursor.execute(
+            f"""
+            UPDATE {table} t SET item_id = i.id
+            FROM ingest_item i
+            WHERE t.item_id IS NULL AND t.item_key = i.key
+              AND i.key IN (SELECT key FROM {stage})
+            """
+        )
+
+
+def _load_items(cursor: Any, batch: Batch) -> int:
+    rows = batch.result.records
+    _stage(
+        cursor,
+        "items",
+        (
+            (seq, r.key, r.name, r.image, r.value)
+            for seq, r in enumerate(rows)
+            if isinstance(r, records.ItemRecord)
+        ),
+    )
+    cursor.execute(
+        """
+        INSERT INTO ingest_item (key, name, image, value, updated_at)
+        SELECT DISTINCT ON (key) key, name, image, value, now()
+        FROM stage_items ORDER BY key, seq DESC
+        ON CONFLICT (key) DO UPDATE
+        SET name = EXCLUDED.name, image = EXCLUDED.image, value = EXCLUDED.value,
+            updated_at = EXCLUDED.updated_at
+        WHERE (ingest_item.name, ingest_item.image, ingest_item.value)
+              IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.image, EXCLUDED.value)
+        """
+    )
+    written: int = cursor.rowcount
+    _resolve_dangling(cursor, "stage_items")
+    return written
+
+
+def _load_observations(cursor: Any, batch: Batch) -> int:
+    _stage(
+        cursor,
+        "observations",
+        (
+            (seq, r.item_key, r.name, r.value)
+            for seq, r in enumerate(batch.result.records)
+            if isinstance(r, records.ObservationRecord)
+        ),
+    )
+    cursor.execute(
+        """
+        INSERT INTO ingest_item (key, name, image, value, updated_at)
+        SELECT DISTINCT ON (key) key, COALESCE(NULLIF(name, ''), key), '', NULL, now()
+        FROM stage_observations ORDER BY key, seq DESC
+        ON CONFLICT (key) DO NOTHING
+        """
+    )
+    if cursor.rowcount:
+        _resolve_dangling(cursor, "stage_observations")
+    # The source's observations are replaced by this run: keys gone from the page go.
+    cursor.execute(
+        """
+        DELETE FROM ingest_observation o
+        WHERE o.source_id = %s AND NOT EXISTS (
+            SELECT 1 FROM stage_observations s JOIN ingest_item i ON i.key = s.key
+            WHERE i.id = o.item_id)
+        """,
+        [batch.source_id],
+    )
+    deleted: int = cursor.rowcount
+    cursor.execute(
+        """
+        INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
+        SELECT i.id, %s, s.value, now()
+        FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
+              ORDER BY key, seq DESC) s
+        JOIN ingest_item i ON i.key = s.key
+        ON CONFLICT (source_id, item_id) DO UPDATE
+        SET value = EXCLUDED.value, observed_at = EXCLUDED.observed_at
+        WHERE ingest_observation.value IS DISTINCT FROM EXCLUDED.value
+        """,
+        [batch.source_id],
+    )
+    upserted: int = cursor.rowcount
+    return deleted + upserted
+
+
+def _quest_links(rows: Sequence[records.Record]) -> Iterable[tuple[int, str, str, str, int]]:
+    seq = 0
+    for quest in rows:
+        if not isinstance(quest, records.QuestRecord):
+            continue
+        for kind, links in (("r", quest.required), ("w", quest.rewards)):
+            for link in links:
+                seq += 1
+                yield (seq, quest.key, kind, link.item_key, link.quantity)
+
+
+_LINK_TABLES = {"r": "ingest_questrequirement", "w": "ingest_questreward"}
+
+
+def _load_quests(cursor: Any, batch: Batch) -> int:
+    rows = batch.result.records
+    _stage(
+        cursor,
+        "quests",
+        (
+            (seq, r.key, r.title, r.image, r.text)
+            for seq, r in enumerate(rows)
+            if isinstance(r, records.QuestRecord)
+        ),
+    )
+    _stage(cursor, "quest_links", _quest_links(rows))
+    cursor.execute(
+        """
+        INSERT INTO ingest_quest (key, title, image, text)
+        SELECT DISTINCT ON (key) key, title, image, text
+        FROM stage_quests ORDER BY key, seq DESC
+        ON CONFLICT (key) DO UPDATE
+        SET title = EXCLUDED.title, image = EXCLUDED.image, text = EXCLUDED.text
+        WHERE (ingest_quest.title, ingest_quest.image, ingest_quest.text)
+              IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.image, EXCLUDED.text)
+        """
+    )
+    written: int = cursor.rowcount
+    for kind, table in _LINK_TABLES.items():
+        # A quest's links are replaced by the latest version of the quest.
+        cursor.execute(
+            f"""
+            DELETE FROM {table} t USING ingest_quest q
+            WHERE t.quest_id = q.id AND q.key IN (SELECT key FROM stage_quests)
+              AND NOT EXISTS (SELECT 1 FROM stage_quest_links l
+                              WHERE l.kind = %s AND l.quest_key = q.key
+                                AND l.item_key = t.item_key)
+            """,
+            [kind],
+        )
+        written += cursor.rowcount
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (quest_id, item_key, item_id, quantity)
+            SELECT q.id, l.item_key, i.id, l.quantity
+            FROM (SELECT DISTINCT ON (quest_key, item_key) quest_key, item_key, quantity
+                  FROM stage_quest_links WHERE kind = %s
+                  ORDER BY quest_key, item_key, seq DESC) l
+            JOIN ingest_quest q ON q.key = l.quest_key
+            LEFT JOIN ingest_item i ON i.key = l.item_key
+            ON CONFLICT (quest_id, item_key) DO UPDATE
+            SET quantity = EXCLUDED.quantity, item_id = EXCLUDED.item_id
+            WHERE ({table}.quantity, {table}.item_id)
+                  IS DISTINCT FROM (EXCLUDED.quantity, EXCLUDED.item_id)
+            """,
+            [kind],
+        )
+        written += cursor.rowcount
+    return written
+
+
+def _load_trades(cursor: Any, batch: Batch, cursor_before: int | None) -> int:
+    _stage(
+        cursor,
+        "trades",
+        (
+            (r.id, r.item_key, r.price, r.quantity, r.traded_at)
+            for r in batch.result.records
+            if isinstance(r, records.TradeRecord)
+        ),
+    )
+    cursor.execute(
+        """
+        INSERT INTO ingest_trade (id, item_key, item_id, source_id, price, quantity, traded_at)
+        SELECT DISTINCT ON (s.id) s.id, s.item_key, i.id, %s, s.price, s.quantity, s.traded_at
+        FROM stage_trades s LEFT JOIN ingest_item i ON i.key = s.item_key
+        WHERE s.id > %s
+        ORDER BY s.id
+        ON CONFLICT (id) DO NOTHING
+        """,
+        [batch.source_id, cursor_before or 0],
+    )
+    written: int = cursor.rowcount
+    return written
+
+
+def _lock_source(cursor: Any, batch: Batch) -> int | None:
+    cursor.execute(
+        "SELECT lease_owner, cursor FROM ingest_source WHERE id = %s FOR UPDATE",
+        [batch.source_id],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise LoadError(f"source {batch.source_id} no longer exists")
+    owner, cursor_before = row
+    if batch.check_lease and owner != batch.node:
+        raise LeaseLost(
+            f"lease of source {batch.source_id} is held by {owner or 'nobody'!r}, "
+            f"not {batch.node!r}; write refused"
+        )
+    return cursor_before  # type: ignore[no-any-return]
+
+
+def load(batch: Batch) -> LoadOutcome:
+    """Write one parsed body in one transaction; raise LeaseLost if we lost the source."""
+    result = batch.result
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor_before = _lock_source(cursor, batch)
+        if result.kind == "items":
+            written = _load_items(cursor, batch)
+        elif result.kind == "observations":
+            written = _load_observations(cursor, batch)
+        elif result.kind == "quests":
+            written = _load_quests(cursor, batch)
+        elif result.kind == "trades":
+            written = _load_trades(cursor, batch, cursor_before)
+        else:
+            raise LoadError(f"parser produced unknown record kind {result.kind!r}")
+        new_cursor = cursor_before
+        if result.next_cursor is not None:
+            new_cursor = max(cursor_before or 0, result.next_cursor)
+        cursor.execute(
+            """
+            UPDATE ingest_source
+            SET etag = %s, last_modified = %s, cursor = %s, last_fetched_at = now(),
+                last_status = 'ok', last_error = '', consecutive_failures = 0
+            WHERE id = %s
+            """,
+            [batch.etag, batch.last_modified, new_cursor, batch.source_id],
+        )
+    return LoadOutcome(rows_in=len(result.records), rows_out=written, cursor=new_cursor)

@@ -1,0 +1,150 @@
+"""One source, one run: fetch → parse (process pool) → load → record.
+
+:func:`run_source` never raises for a bad body or a bad server: the run is recorded as
+failed with its reason and the node carries on. Only cancellation (shutdown) escapes,
+after the run has been recorded as interrupted and the lease released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from cluster import schedule
+from cluster.leases import Claimed
+from cluster.models import TaskRun
+from etl import db
+from ingest import fetch, loader, metrics, runs
+from ingest.exceptions import IngestError
+from ingest.pool import ParsePool
+
+log = logging.getLogger(__name__)
+
+INCREMENTAL = {"trades-json"}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What a run needs from the node: its name, HTTP client, parse pool and clock."""
+
+    node: str
+    fetcher: fetch.Fetcher
+    pool: ParsePool
+    clock: Callable[[], datetime] = field(default=_utcnow)
+    max_pages: int = 100  # incremental sources: pages fetched in one run at most
+    check_lease: bool = True
+
+
+def with_since(url: str, since: int | None) -> str:
+    """``url`` with its ``since`` query parameter set to the source's cursor."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "since"]
+    query.append(("since", str(since or 0)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _one_page(
+    ctx: Context, source: Claimed, cursor: int | None, tally: runs.RunTally
+) -> tuple[bool, int | None]:
+    """Fetch, parse and load one body; return (more pages follow, new cursor)."""
+    incremental = source.parser in INCREMENTAL
+    url = with_since(source.url, cursor) if incremental else source.url
+    started = time.perf_counter()
+    fetched = await ctx.fetcher.fetch(
+        url,
+        etag="" if incremental else source.etag,
+        last_modified="" if incremental else source.last_modified,
+    )
+    metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
+    tally.attempts += fetched.attempts
+    tally.bytes += len(fetched.body)
+    metrics.BYTES_FETCHED.inc(len(fetched.body))
+    if fetched.not_modified:
+        tally.status = TaskRun.Status.UNCHANGED
+        return False, cursor
+
+    started = time.perf_counter()
+    parsed = await ctx.pool.parse(source.parser, fetched.body, url=url, options=source.options)
+    metrics.PARSE_SECONDS.observe(time.perf_counter() - started)
+    for rejection in parsed.rejected:
+        tally.reject(rejection.index, rejection.reason)
+    metrics.ROWS_REJECTED.inc(len(parsed.rejected))
+
+    started = time.perf_counter()
+    outcome = await db.call(
+        loader.load,
+        loader.Batch(
+            source_id=source.id,
+            node=ctx.node,
+            result=parsed,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            check_lease=ctx.check_lease,
+        ),
+    )
+    metrics.LOAD_SECONDS.observe(time.perf_counter() - started)
+    metrics.ROWS_LOADED.labels(parsed.kind).inc(outcome.rows_in)
+    tally.rows_in += outcome.rows_in
+    tally.rows_out += outcome.rows_out
+    more = incremental and parsed.more and outcome.cursor != cursor
+    return more, outcome.cursor
+
+
+async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
+    """Run one claimed source to the end and record it; see the module docstring."""
+    run_id = await db.call(
+        runs.start, node=ctx.node, job=f"source:{source.parser}", source_id=source.id
+    )
+    tally = runs.RunTally()
+    try:
+        cursor = source.cursor
+        for _page in range(ctx.max_pages):
+            more, cursor = await _one_page(ctx, source, cursor, tally)
+            if not more:
+                break
+    except asyncio.CancelledError:
+        tally.status = TaskRun.Status.FAILED
+        tally.error = "interrupted: node shutting down; the source is released for retry"
+        await asyncio.shield(
+            db.call(runs.abandon, run_id=run_id, source_id=source.id, node=ctx.node, tally=tally)
+        )
+        raise
+    except IngestError as exc:
+        tally.status = TaskRun.Status.FAILED
+        tally.error = f"{type(exc).__name__}: {exc}"
+        log.warning("node=%s source=%s run failed: %s", ctx.node, source.url, tally.error)
+    except Exception as exc:  # one source's bug must not stop the node
+        tally.status = TaskRun.Status.FAILED
+        tally.error = f"internal error: {type(exc).__name__}: {exc}"
+        log.exception("node=%s source=%s internal error", ctx.node, source.url)
+    else:
+        log.info(
+            "node=%s source=%s %s rows_in=%d rows_out=%d rejected=%d bytes=%d",
+            ctx.node,
+            source.url,
+            tally.status,
+            tally.rows_in,
+            tally.rows_out,
+            tally.rows_rejected,
+            tally.bytes,
+        )
+    metrics.RUNS.labels(tally.status).inc()
+    next_run_at = schedule.next_run(source.schedule, ctx.clock(), source.url)
+    await db.call(
+        runs.finish_source,
+        run_id=run_id,
+        source_id=source.id,
+        node=ctx.node,
+        tally=tally,
+        next_run_at=next_run_at,
+    )
+    return tally

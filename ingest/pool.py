@@ -1,0 +1,155 @@
+"""The parse process pool: the event loop never parses.
+
+A thin owner of an ``aiomultiprocess.Pool``. Two things it adds:
+
+* Errors keep their meaning. aiomultiprocess returns a child's exception as a traceback
+  string, so the child entry point returns a :class:`Failure` value instead of raising.
+* A killed child fails nothing. aiomultiprocess replaces a dead worker but the task it
+  held never completes, so every waiter watches the pool's death count; when a child
+  dies the whole pool is replaced (a child killed while holding the shared queue's lock
+  would wedge its siblings) and the in-flight bodies are parsed again. A body that kills
+  its worker ``max_attempts`` times fails its run with :class:`ParseWorkerDied`.
+
+This module is imported by the children, so it must not import Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiomultiprocess
+
+from ingest import parsers
+from ingest.exceptions import ParseError, ParseWorkerDied
+from ingest.records import ParseResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """A parse that failed in the child, with the reason for ``TaskRun.error``."""
+
+    reason: str
+
+
+async def parse_in_child(
+    name: str, body: bytes, url: str, options: dict[str, Any]
+) -> ParseResult | Failure:
+    """Pool entry point (runs in a child process)."""
+    try:
+        return parsers.parse(name, body, url=url, options=options)
+    except ParseError as exc:
+        return Failure(reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a parser bug fails this body, not the node
+        return Failure(reason=f"parser {name!r} crashed: {type(exc).__name__}: {exc}")
+
+
+class _CountingPool(aiomultiprocess.Pool):
+    """An aiomultiprocess pool that counts workers it had to replace."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.created = 0
+        super().__init__(**kwargs)
+
+    @property
+    def deaths(self) -> int:
+        return self.created - self.process_count
+
+    def create_worker(self, qid: Any) -> Any:
+        self.created += 1
+        return super().create_worker(qid)
+
+
+class ParsePool:
+    """Parse bodies in ``workers`` child processes; see the module docstring."""
+
+    def __init__(self, workers: int, *, max_attempts: int = 3, poll: float = 0.02) -> None:
+        self.workers = workers
+        self.max_attempts = max_attempts
+        self.poll = poll
+        self.replacements = 0
+        self._pool: _CountingPool | None = None
+        self._lock = asyncio.Lock()
+
+    def _new_pool(self) -> _CountingPool:
+        # childconcurrency=1: parsing is CPU-bound, two parses in one child only queue.
+        return _CountingPool(processes=self.workers, childconcurrency=1, maxtasksperchild=0)
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = self._new_pool()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live children (tests kill one)."""
+        if self._pool is None:
+            return []
+        return [p.pid for p in self._pool.processes if p.pid is not None and p.is_alive()]
+
+    async def parse(
+        self, name: str, body: bytes, *, url: str, options: dict[str, Any]
+    ) -> ParseResult:
+        """Parse ``body`` in a child; raise ParseError or ParseWorkerDied on failure."""
+        for attempt in range(1, self.max_attempts + 1):
+            await self.start()
+            pool = self._pool
+            assert pool is not None
+            outcome = await self._attempt(pool, (name, body, url, options))
+            if isinstance(outcome, ParseResult):
+                return outcome
+            if isinstance(outcome, Failure):
+                raise ParseError(outcome.reason)
+            log.warning("parse worker died during %s (attempt %d); replacing pool", url, attempt)
+            await self._replace(pool)
+        raise ParseWorkerDied(
+            f"the parse worker died {self.max_attempts} times while parsing {url}"
+        )
+
+    async def _attempt(
+        self, pool: _CountingPool, args: tuple[str, bytes, str, dict[str, Any]]
+    ) -> ParseResult | Failure | None:
+        deaths = pool.deaths
+        task = asyncio.ensure_future(pool.apply(parse_in_child, args))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.poll)
+                if done:
+                    result: ParseResult | Failure = task.result()
+                    return result
+                if pool.deaths > deaths or pool is not self._pool:
+                    return None  # a child died: this body may have died with it
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _replace(self, old: _CountingPool) -> None:
+        async with self._lock:
+            if self._pool is not old:
+                return  # another waiter already replaced it
+            self._pool = self._new_pool()
+            self.replacements += 1
+        await self._shut(old)
+
+    async def _shut(self, pool: _CountingPool) -> None:
+        pool.terminate()
+        try:
+            await asyncio.wait_for(pool.join(), timeout=5)
+        except TimeoutError:
+            for process in list(pool.processes):
+                process.kill()
+        for tx, rx in pool.queues.values():
+            for queue in (tx, rx):
+                queue.close()
+
+    async def close(self) -> None:
+        """Stop the children (in-flight parses are abandoned)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await self._shut(pool)

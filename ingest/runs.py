@@ -1,0 +1,104 @@
+"""The record of every run: a ``TaskRun`` row, and the source's latest outcome.
+
+A run is inserted as ``running`` before any work, so a node that dies mid-way leaves a
+visible unfinished run; the source's ``next_run_at`` only moves when the run ends, so
+once the lease expires the source is due again and the work is retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from cluster.models import TaskRun
+
+
+@dataclass(slots=True, kw_only=True)
+class RunTally:
+    """What a run did, filled in as it goes."""
+
+    status: str = TaskRun.Status.OK
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    bytes: int = 0
+    attempts: int = 0
+    error: str = ""
+    rejections: list[dict[str, object]] = field(default_factory=list)
+
+    def reject(self, index: int, reason: str, *, limit: int = 100) -> None:
+        self.rows_rejected += 1
+        if len(self.rejections) < limit:  # keep the record small; the count is exact
+            self.rejections.append({"index": index, "reason": reason})
+
+
+def start(*, node: str, job: str, source_id: int | None = None) -> int:
+    run = TaskRun.objects.create(node=node, job=job, source_id=source_id, started_at=timezone.now())
+    return run.pk
+
+
+def finish(run_id: int, tally: RunTally) -> None:
+    TaskRun.objects.filter(pk=run_id).update(
+        finished_at=timezone.now(),
+        status=tally.status,
+        rows_in=tally.rows_in,
+        rows_out=tally.rows_out,
+        rows_rejected=tally.rows_rejected,
+        bytes=tally.bytes,
+        attempts=tally.attempts,
+        error=tally.error[:10_000],
+        rejections=tally.rejections,
+    )
+
+
+def finish_source(
+    *, run_id: int, source_id: int, node: str, tally: RunTally, next_run_at: datetime
+) -> None:
+    """Close the run, store the source's outcome, schedule it and release our lease.
+
+    A node whose lease was taken over records its run but leaves the source alone: the
+    new holder's outcome is the one that counts.
+    """
+    finish(run_id, tally)
+    failed = tally.status == TaskRun.Status.FAILED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE ingest_source
+            SET next_run_at = %(next)s,
+                last_status = %(status)s,
+                last_error = %(error)s,
+                consecutive_failures = CASE WHEN %(failed)s
+                                            THEN consecutive_failures + 1 ELSE 0 END,
+                rows_loaded = CASE WHEN %(status)s = 'ok' THEN %(rows)s ELSE rows_loaded END,
+                last_fetched_at = CASE WHEN %(failed)s THEN last_fetched_at ELSE now() END,
+                lease_owner = '',
+                lease_until = NULL
+            WHERE id = %(id)s AND lease_owner IN (%(node)s, '')
+            """,
+            {
+                "next": next_run_at,
+                "status": tally.status,
+                "error": tally.error[:2000],
+                "failed": failed,
+                "rows": tally.rows_in,
+                "node": node,
+                "id": source_id,
+            },
+        )
+
+
+def abandon(*, run_id: int, source_id: int, node: str, tally: RunTally) -> None:
+    """Close an interrupted run and release the lease; the source stays due for retry."""
+    finish(run_id, tally)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE ingest_source SET lease_owner = '', lease_until = NULL
+            WHERE id = %s AND lease_owner = %s
+            """,
+            [source_id, node],
+        )

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from cluster import schedule, scheduler
+
+
+def test_next_run_spreads_h_by_name() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    minutes = {schedule.next_run("H * * * *", now, f"http://h/{i}").minute for i in range(200)}
+    assert len(minutes) > 30  # H spreads sources over the hour
+    assert schedule.next_run("H * * * *", now, "x") == schedule.next_run("H * * * *", now, "x")
+    assert schedule.next_run("*/5 * * * *", now, "x") == now + timedelta(minutes=5)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_jobs_never_overlap_and_failures_do_not_stop_the_loop() -> None:
+    clock = FakeClock()
+    gate = asyncio.Event()
+    calls: list[str] = []
+    recorded: list[tuple[str, BaseException | None]] = []
+
+    async def slow() -> None:
+        calls.append("slow")
+        await gate.wait()
+
+    async def broken() -> None:
+        calls.append("broken")
+        raise RuntimeError("boom")
+
+    async def record(job: scheduler.Job, started: datetime, error: BaseException | None) -> None:
+        recorded.append((job.name, error))
+
+    jobs = [
+        scheduler.Job(name="slow", spec="* * * * *", fn=slow),
+        scheduler.Job(name="broken", spec="* * * * *", fn=broken),
+    ]
+    sched = scheduler.Scheduler(jobs=jobs, clock=clock, record=record)
+    assert sched.step(clock()) == []  # first sight only schedules
+    clock.now += timedelta(minutes=1)
+    assert {j.name for j in sched.step(clock())} == {"slow", "broken"}
+    await asyncio.sleep(0)  # let the started tasks run to their first await
+    for _ in range(100):
+        if recorded:
+            break
+        await asyncio.sleep(0)
+    clock.now += timedelta(minutes=5)
+    # "slow" is still running: it must not start again; "broken" is due again.
+    assert [j.name for j in sched.step(clock())] == ["broken"]
+    gate.set()
+    stop = asyncio.Event()
+    stop.set()
+    await sched.run(stop)  # waits for running jobs
+    assert calls.count("slow") == 1
+    assert calls.count("broken") == 2
+    names = [name for name, _ in recorded]
+    assert names.count("broken") == 2 and names.count("slow") == 1
+    assert all(isinstance(err, RuntimeError) for name, err in recorded if name == "broken")
+    assert jobs[1].failures == 2
