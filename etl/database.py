@@ -9,6 +9,7 @@ one-off ``etl sources list`` can share it safely.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +28,11 @@ def var_dir() -> Path:
 
 def embedded_url() -> str:
     """Start (or reuse) the embedded PostgreSQL and return its URL (a unix socket)."""
-    import pgserver  # imported lazily: starting it is the only reason to load it
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR
+        # (containers, CI) that warns and falls back to /tmp, which is what we want.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: starting it is the only reason to load it
 
     pgdata = var_dir() / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)

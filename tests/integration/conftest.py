@@ -5,13 +5,13 @@ from typing import Any
 
 import pytest
 
-from cluster import sharding
-from ingest.models import Source
 
 
 @pytest.fixture
-def make_source(transactional_db: None) -> Callable[..., Source]:
+def make_source(transactional_db: None) -> Callable[..., Any]:
     """Create a Source row directly (registration is tested on its own)."""
+    from cluster import sharding
+    from ingest.models import Source
 
     def make(url: str, parser: str = "json", **fields: Any) -> Source:
         fields.setdefault("options", {"key": "id"} if parser == "json" else {})
