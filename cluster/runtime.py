@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,12 +142,12 @@ class NodeRuntime:
             for source in claimed:
                 task = asyncio.create_task(pipeline.run_source(self._ctx, source), name=source.url)
                 self.inflight[source.id] = task
-                task.add_done_callback(lambda _t, sid=source.id: self._finished(sid))
+                task.add_done_callback(functools.partial(self._finished, source.id))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
 
-    def _finished(self, source_id: int) -> None:
+    def _finished(self, source_id: int, _task: object) -> None:
         self.inflight.pop(source_id, None)
         self._wake.set()
 

@@ -13,6 +13,7 @@ from etl.config import Settings
 from ingest import fetch, pipeline, runs
 from ingest.models import Source
 from ingest.pool import ParsePool
+from ingest.runs import RunTally
 
 
 @dataclass(slots=True, kw_only=True)
@@ -23,7 +24,7 @@ class Summary:
     rows_rejected: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, url: str, tally: runs.RunTally) -> None:
+    def add(self, url: str, tally: RunTally) -> None:
         self.runs += 1
         self.by_status[tally.status] = self.by_status.get(tally.status, 0) + 1
         self.rows_in += tally.rows_in
@@ -42,15 +43,14 @@ async def run_due(
     *,
     on_done: Callable[[str, runs.RunTally], None] | None = None,
     lease_seconds: float = 300.0,
+    limits: fetch.FetchLimits | None = None,
+    pool: ParsePool | None = None,
 ) -> Summary:
     """Claim and run due sources of ``shard`` until none is due; return what happened."""
-    limits = fetch.FetchLimits(
-        concurrency=settings.http_concurrency,
-        per_host=settings.per_host_concurrency,
-        max_body_bytes=settings.max_body_bytes,
-    )
+    limits = limits or fetch.limits_from(settings)
     summary = Summary()
-    pool = ParsePool(settings.parse_workers)
+    own_pool = pool is None
+    pool = pool or ParsePool(settings.parse_workers)
     await pool.start()
     try:
         async with fetch.Fetcher(
@@ -79,5 +79,6 @@ async def run_due(
                     if on_done is not None:
                         on_done(url, tally)
     finally:
-        await pool.close()
+        if own_pool:
+            await pool.close()
     return summary

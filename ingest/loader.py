@@ -29,7 +29,7 @@ class Batch:
 
     source_id: int
     node: str
-    result: records.ParseResult
+    result: records.Rows
     etag: str = ""
     last_modified: str = ""
     check_lease: bool = True
@@ -75,16 +75,7 @@ def _resolve_dangling(cursor: Any, stage: str) -> None:
 
 
 def _load_items(cursor: Any, batch: Batch) -> int:
-    rows = batch.result.records
-    _stage(
-        cursor,
-        "items",
-        (
-            (seq, r.key, r.name, r.image, r.value)
-            for seq, r in enumerate(rows)
-            if isinstance(r, records.ItemRecord)
-        ),
-    )
+    _stage(cursor, "items", ((seq, *row) for seq, row in enumerate(batch.result.rows)))
     cursor.execute(
         """
         INSERT INTO ingest_item (key, name, image, value, updated_at)
@@ -103,15 +94,7 @@ def _load_items(cursor: Any, batch: Batch) -> int:
 
 
 def _load_observations(cursor: Any, batch: Batch) -> int:
-    _stage(
-        cursor,
-        "observations",
-        (
-            (seq, r.item_key, r.name, r.value)
-            for seq, r in enumerate(batch.result.records)
-            if isinstance(r, records.ObservationRecord)
-        ),
-    )
+    _stage(cursor, "observations", ((seq, *row) for seq, row in enumerate(batch.result.rows)))
     cursor.execute(
         """
         INSERT INTO ingest_item (key, name, image, value, updated_at)
@@ -150,31 +133,21 @@ def _load_observations(cursor: Any, batch: Batch) -> int:
     return deleted + upserted
 
 
-def _quest_links(rows: Sequence[records.Record]) -> Iterable[tuple[int, str, str, str, int]]:
+def _quest_links(rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[int, str, str, str, int]]:
     seq = 0
-    for quest in rows:
-        if not isinstance(quest, records.QuestRecord):
-            continue
-        for kind, links in (("r", quest.required), ("w", quest.rewards)):
-            for link in links:
+    for key, _title, _image, _text, required, rewards in rows:
+        for kind, links in (("r", required), ("w", rewards)):
+            for item_key, quantity in links:
                 seq += 1
-                yield (seq, quest.key, kind, link.item_key, link.quantity)
+                yield (seq, key, kind, item_key, quantity)
 
 
 _LINK_TABLES = {"r": "ingest_questrequirement", "w": "ingest_questreward"}
 
 
 def _load_quests(cursor: Any, batch: Batch) -> int:
-    rows = batch.result.records
-    _stage(
-        cursor,
-        "quests",
-        (
-            (seq, r.key, r.title, r.image, r.text)
-            for seq, r in enumerate(rows)
-            if isinstance(r, records.QuestRecord)
-        ),
-    )
+    rows = batch.result.rows
+    _stage(cursor, "quests", ((seq, *row[:4]) for seq, row in enumerate(rows)))
     _stage(cursor, "quest_links", _quest_links(rows))
     cursor.execute(
         """
@@ -222,15 +195,7 @@ def _load_quests(cursor: Any, batch: Batch) -> int:
 
 
 def _load_trades(cursor: Any, batch: Batch, cursor_before: int | None) -> int:
-    _stage(
-        cursor,
-        "trades",
-        (
-            (r.id, r.item_key, r.price, r.quantity, r.traded_at)
-            for r in batch.result.records
-            if isinstance(r, records.TradeRecord)
-        ),
-    )
+    _stage(cursor, "trades", batch.result.rows)
     cursor.execute(
         """
         INSERT INTO ingest_trade (id, item_key, item_id, source_id, price, quantity, traded_at)
@@ -260,7 +225,7 @@ def _lock_source(cursor: Any, batch: Batch) -> int | None:
             f"lease of source {batch.source_id} is held by {owner or 'nobody'!r}, "
             f"not {batch.node!r}; write refused"
         )
-    return cursor_before  # type: ignore[no-any-return]
+    return cursor_before
 
 
 def load(batch: Batch) -> LoadOutcome:
@@ -290,4 +255,4 @@ def load(batch: Batch) -> LoadOutcome:
             """,
             [batch.etag, batch.last_modified, new_cursor, batch.source_id],
         )
-    return LoadOutcome(rows_in=len(result.records), rows_out=written, cursor=new_cursor)
+    return LoadOutcome(rows_in=len(result.rows), rows_out=written, cursor=new_cursor)

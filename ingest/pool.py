@@ -25,7 +25,7 @@ import aiomultiprocess
 
 from ingest import parsers
 from ingest.exceptions import ParseError, ParseWorkerDied
-from ingest.records import ParseResult
+from ingest.records import Rows, to_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ class Failure:
 
 async def parse_in_child(
     name: str, body: bytes, url: str, options: dict[str, Any]
-) -> ParseResult | Failure:
-    """Pool entry point (runs in a child process)."""
+) -> Rows | Failure:
+    """Pool entry point (runs in a child process); returns the compact row form."""
     try:
-        return parsers.parse(name, body, url=url, options=options)
+        return to_rows(parsers.parse(name, body, url=url, options=options))
     except ParseError as exc:
         return Failure(reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - a parser bug fails this body, not the node
@@ -73,6 +73,7 @@ class ParsePool:
         self.max_attempts = max_attempts
         self.poll = poll
         self.replacements = 0
+        self.inflight = 0
         self._pool: _CountingPool | None = None
         self._lock = asyncio.Lock()
 
@@ -91,16 +92,27 @@ class ParsePool:
             return []
         return [p.pid for p in self._pool.processes if p.pid is not None and p.is_alive()]
 
-    async def parse(
-        self, name: str, body: bytes, *, url: str, options: dict[str, Any]
-    ) -> ParseResult:
+    def queued(self) -> int:
+        """Bodies submitted but not yet picked up by a child (approximate)."""
+        if self._pool is None:
+            return 0
+        return sum(tx.qsize() for tx, _ in self._pool.queues.values())
+
+    async def parse(self, name: str, body: bytes, *, url: str, options: dict[str, Any]) -> Rows:
         """Parse ``body`` in a child; raise ParseError or ParseWorkerDied on failure."""
+        self.inflight += 1
+        try:
+            return await self._parse(name, body, url=url, options=options)
+        finally:
+            self.inflight -= 1
+
+    async def _parse(self, name: str, body: bytes, *, url: str, options: dict[str, Any]) -> Rows:
         for attempt in range(1, self.max_attempts + 1):
             await self.start()
             pool = self._pool
             assert pool is not None
             outcome = await self._attempt(pool, (name, body, url, options))
-            if isinstance(outcome, ParseResult):
+            if isinstance(outcome, Rows):
                 return outcome
             if isinstance(outcome, Failure):
                 raise ParseError(outcome.reason)
@@ -112,14 +124,14 @@ class ParsePool:
 
     async def _attempt(
         self, pool: _CountingPool, args: tuple[str, bytes, str, dict[str, Any]]
-    ) -> ParseResult | Failure | None:
+    ) -> Rows | Failure | None:
         deaths = pool.deaths
         task = asyncio.ensure_future(pool.apply(parse_in_child, args))
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=self.poll)
                 if done:
-                    result: ParseResult | Failure = task.result()
+                    result: Rows | Failure = task.result()
                     return result
                 if pool.deaths > deaths or pool is not self._pool:
                     return None  # a child died: this body may have died with it

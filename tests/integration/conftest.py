@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 
-
 @pytest.fixture
 def make_source(transactional_db: None) -> Callable[..., Any]:
     """Create a Source row directly (registration is tested on its own)."""

@@ -17,6 +17,7 @@ from ingest.records import (
     QuestLinkRecord,
     QuestRecord,
     TradeRecord,
+    to_rows,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,7 +27,7 @@ def _batch(source: Source, kind: str, rows: list, **kw: object) -> loader.Batch:
     return loader.Batch(
         source_id=source.pk,
         node="n1",
-        result=ParseResult(kind=kind, records=tuple(rows), **kw),  # type: ignore[arg-type]
+        result=to_rows(ParseResult(kind=kind, records=tuple(rows), **kw)),  # type: ignore[arg-type]
     )
 
 
@@ -93,7 +94,9 @@ def test_quest_links_to_missing_items_are_kept_and_resolved_later(
     )
     loader.load(_batch(quests, "quests", [quest]))
     link = QuestRequirement.objects.get(quest__key="q1")
-    assert link.item_id is None and link.item_key == "later" and link.quantity == 2
+    assert link.item_id is None
+    assert link.item_key == "later"
+    assert link.quantity == 2
     loader.load(_batch(items, "items", [ItemRecord(key="later", name="Later")]))
     assert QuestRequirement.objects.get(quest__key="q1").item.key == "later"  # type: ignore[union-attr]
     assert QuestReward.objects.filter(quest__key="q1", item__key="later").exists()
@@ -126,10 +129,12 @@ def test_trades_load_only_above_the_cursor(make_source: Callable[..., Source]) -
         )
 
     out = loader.load(_batch(src, "trades", [trade(1), trade(2), trade(3)], next_cursor=3))
-    assert out.rows_out == 3 and out.cursor == 3
+    assert out.rows_out == 3
+    assert out.cursor == 3
     Trade.objects.filter(pk=2).update(price=99)
     out = loader.load(_batch(src, "trades", [trade(2), trade(3), trade(4)], next_cursor=4))
-    assert out.rows_out == 1 and out.cursor == 4
+    assert out.rows_out == 1
+    assert out.cursor == 4
     assert Trade.objects.get(pk=2).price == 99  # below the cursor: never rewritten
     assert Source.objects.get(pk=src.pk).cursor == 4
 
@@ -146,7 +151,7 @@ def test_one_batch_is_one_transaction(make_source: Callable[..., Source]) -> Non
     src = make_source("http://h/x")
     _lease(src)
     # A NUL byte reaching COPY fails the batch; no row of it may stay behind.
-    with pytest.raises(Exception, match="0x00|NUL|null"):
+    with pytest.raises(Exception, match=r"0x00|NUL|null"):
         loader.load(
             _batch(
                 src,

@@ -44,13 +44,15 @@ def _snapshot() -> list[tuple[object, ...]]:
 
 
 async def _register(upstream_url: str) -> int:
-    text = httpx.get(f"{upstream_url}/sources.jsonl").text
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{upstream_url}/sources.jsonl")).text
     created, _ = await sync_to_async(sources.register)(sources.parse_specs(text))
     return created
 
 
 async def test_run_once_loads_exactly_what_the_upstream_declares(upstream_url: str) -> None:
-    meta = httpx.get(f"{upstream_url}/api/meta").json()
+    async with httpx.AsyncClient() as client:
+        meta = (await client.get(f"{upstream_url}/api/meta")).json()
     created = await _register(upstream_url)
     assert created == meta["pages"] + 1 + 1 + meta["shops"]
 

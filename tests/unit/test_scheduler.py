@@ -62,6 +62,7 @@ async def test_jobs_never_overlap_and_failures_do_not_stop_the_loop() -> None:
     assert calls.count("slow") == 1
     assert calls.count("broken") == 2
     names = [name for name, _ in recorded]
-    assert names.count("broken") == 2 and names.count("slow") == 1
+    assert names.count("broken") == 2
+    assert names.count("slow") == 1
     assert all(isinstance(err, RuntimeError) for name, err in recorded if name == "broken")
     assert jobs[1].failures == 2

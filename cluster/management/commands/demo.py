@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from argparse import ArgumentParser
-from typing import Any
+from typing import IO, Any, cast
 
 import httpx
 from django.core.management import call_command
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=0, help="stop after this long")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        console = Console(file=self.stdout)
+        console = Console(file=cast(IO[str], self.stdout))
         call_command("migrate", verbosity=0)
         where = (
             "embedded PostgreSQL in " + str(database.var_dir())

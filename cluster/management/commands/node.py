@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from argparse import ArgumentParser
 from typing import Any
 
@@ -40,6 +41,10 @@ class Command(BaseCommand):
             timeout_graceful_shutdown=30,
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, with the handler
+        # that was there before it: make that a no-op, so a drained node exits 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         server.run()
         if not server.started:
             raise CommandError("the node did not start; see the log above")
