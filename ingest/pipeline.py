@@ -8,6 +8,7 @@ after the run has been recorded as interrupted and the lease released.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -74,6 +75,11 @@ async def _one_page(
 
     started = time.perf_counter()
     parsed = await ctx.pool.parse(source.parser, fetched.body, url=url, options=source.options)
+    seen = int(parsed.meta.get("max_seen_id") or 0)
+    if seen > (parsed.next_cursor or 0):
+        # Rejected rows at the end of a page still move the cursor past them; otherwise
+        # a page of bad rows would be asked for again for ever. They are recorded below.
+        parsed = dataclasses.replace(parsed, next_cursor=seen)
     metrics.PARSE_SECONDS.observe(time.perf_counter() - started)
     for rejection in parsed.rejected:
         tally.reject(rejection.index, rejection.reason)

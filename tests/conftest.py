@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 
@@ -21,16 +20,6 @@ def upstream_url() -> Iterator[str]:
     )
     with servers.serve(build_app(config)) as url:
         yield url
-
-
-@pytest.fixture(autouse=True)
-def _close_db_thread_connections() -> Iterator[None]:
-    """Close connections opened on asgiref's shared DB thread, so the test DB can be dropped."""
-    yield
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-
-    asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
 
 
 @pytest.fixture(autouse=True)
