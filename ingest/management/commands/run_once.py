@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from argparse import ArgumentParser
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if options["all_shards"] or ident.mode == "dynamic"
             else leases.Shard(slot=ident.slot, count=ident.node_count)
         )
-        console = Console(file=self.stdout)
+        console = Console(file=cast(IO[str], self.stdout))
         total = batch.count_due(shard)
         with Progress(
             TextColumn("[bold]run-once"),

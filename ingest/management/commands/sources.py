@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from argparse import ArgumentParser
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 from django.core.management.base import BaseCommand, CommandError
@@ -96,7 +96,7 @@ class Command(BaseCommand):
                 str(src.rows_loaded),
                 src.next_run_at.isoformat(timespec="seconds") if src.next_run_at else "due",
             )
-        Console(file=self.stdout, width=200).print(table)
+        Console(file=cast(IO[str], self.stdout), width=200).print(table)
         total = Source.objects.count()
         if total > limit:
             self.stdout.write(f"… {total - limit} more (use --limit)")
