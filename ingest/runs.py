@@ -16,6 +16,11 @@ from django.utils import timezone
 from cluster.models import TaskRun
 
 
+# A failed source is retried sooner than its schedule: 30 s, 60 s, 120 s … up to an hour.
+RETRY_BASE_SECONDS = 30
+RETRY_CAP_SECONDS = 3600
+
+
 @dataclass(slots=True, kw_only=True)
 class RunTally:
     """What a run did, filled in as it goes."""
@@ -68,7 +73,10 @@ def finish_source(
         cursor.execute(
             """
             UPDATE ingest_source
-            SET next_run_at = %(next)s,
+            SET next_run_at = CASE
+                    WHEN %(failed)s THEN LEAST(%(next)s, now() + make_interval(
+                        secs => LEAST(%(cap)s, %(base)s * power(2, consecutive_failures))))
+                    ELSE %(next)s END,
                 last_status = %(status)s,
                 last_error = %(error)s,
                 consecutive_failures = CASE WHEN %(failed)s
@@ -87,6 +95,8 @@ def finish_source(
                 "rows": tally.rows_in,
                 "node": node,
                 "id": source_id,
+                "base": RETRY_BASE_SECONDS,
+                "cap": RETRY_CAP_SECONDS,
             },
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -172,6 +173,9 @@ async def test_each_bad_source_fails_alone_with_its_reason() -> None:
         assert source.last_status == "failed"
         assert reason in source.last_error
         assert source.consecutive_failures == 1
+        # Retried after a short backoff, not only at the next scheduled time.
+        assert source.next_run_at is not None
+        assert source.next_run_at <= run.finished_at + timedelta(seconds=31)
         assert not await Observation.objects.filter(source=source).aexists()
 
     assert len(summary.failures) == len(EXPECTED_FAILURES)

@@ -47,7 +47,7 @@ def _view(node_url: str) -> Table:
     rows = Source.objects.aggregate(rows=Sum("rows_loaded"))["rows"] or 0
     table.add_row("rows in latest runs", str(rows))
     for model in (Item, Quest, Trade, Observation):
-        table.add_row(model._meta.verbose_name_plural, str(model.objects.count()))
+        table.add_row(str(model._meta.verbose_name_plural), str(model.objects.count()))
     return table
 
 
@@ -75,6 +75,10 @@ class Command(BaseCommand):
         node_url = f"http://127.0.0.1:{options['port']}"
         cmd = [sys.executable, "-m", "etl"]
         procs: list[subprocess.Popen[bytes]] = []
+        log_path = database.var_dir() / "demo.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("ab")
+        console.print(f"logs: {log_path}")
         try:
             upstream = subprocess.Popen(
                 [
@@ -88,6 +92,8 @@ class Command(BaseCommand):
                     str(options["shops"]),
                 ],
                 env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             procs.append(upstream)
             _wait_http(f"{up_url}/api/meta", time.monotonic() + 30, upstream)
@@ -97,6 +103,8 @@ class Command(BaseCommand):
             node = subprocess.Popen(
                 [*cmd, "node", "--port", str(options["port"]), "--log-level", "warning"],
                 env={**env, "ETL_NODE_NAME": env.get("ETL_NODE_NAME", "demo-1")},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             procs.append(node)
             _wait_http(f"{node_url}/healthz", time.monotonic() + 60, node)
@@ -112,11 +120,12 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             console.print("stopping…")
         finally:
+            # Nodes first (they drain against a live upstream), then the upstream.
             for proc in reversed(procs):
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-            for proc in reversed(procs):
                 try:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            log.close()
