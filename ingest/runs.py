@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from cluster.models import TaskRun
 
-
 # A failed source is retried sooner than its schedule: 30 s, 60 s, 120 s … up to an hour.
 RETRY_BASE_SECONDS = 30
 RETRY_CAP_SECONDS = 3600
