@@ -79,7 +79,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = database.var_dir() / "static"
 
-# Production hardening; `manage.py check --deploy` is clean with DEBUG off.
+# Production hardening; `manage.py check --deploy` is clean with DEBUG off. TLS is
+# expected to end at a proxy or ingress that sets X-Forwarded-Proto; probes and scrapes
+# reach the pod over plain HTTP, so their paths are not redirected.
+SECURE_SSL_REDIRECT = not DEBUG and _flag("DJANGO_SECURE_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = 0 if DEBUG else int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a decision for the owner of the domain, not a default: opt in.
+SECURE_HSTS_PRELOAD = _flag("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = not DEBUG and _flag("ETL_SECURE_COOKIES", True)
