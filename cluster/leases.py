@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -47,8 +48,29 @@ def _json(value: Any) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
-def claim_due(*, node: str, shard: Shard, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Lease up to ``limit`` due sources of ``shard`` to ``node``; most overdue first."""
+def db_now() -> datetime:
+    """The database's clock, which every node agrees on."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        row = cursor.fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        return now
+
+
+def claim_due(
+    *,
+    node: str,
+    shard: Shard,
+    limit: int,
+    lease_seconds: float,
+    due_before: datetime | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due sources of ``shard`` to ``node``; most overdue first.
+
+    ``due_before`` bounds "due" to a moment in the past: a one-shot pass uses its own
+    start so that a source whose schedule comes round during the pass is not run twice.
+    """
     if limit <= 0:
         return []
     with connection.cursor() as cursor:
@@ -60,7 +82,8 @@ def claim_due(*, node: str, shard: Shard, limit: int, lease_seconds: float) -> l
             FROM (
                 SELECT id FROM ingest_source
                 WHERE enabled
-                  AND (next_run_at IS NULL OR next_run_at <= now())
+                  AND (next_run_at IS NULL
+                       OR next_run_at <= LEAST(now(), COALESCE(%(due_before)s, now())))
                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = '')
                   AND mod(shard_hash, %(count)s) = %(slot)s
                 ORDER BY next_run_at NULLS FIRST, id
@@ -77,6 +100,7 @@ def claim_due(*, node: str, shard: Shard, limit: int, lease_seconds: float) -> l
                 "count": shard.count,
                 "slot": shard.slot,
                 "limit": limit,
+                "due_before": due_before,
             },
         )
         rows = cursor.fetchall()

@@ -58,6 +58,7 @@ async def run_due(
         ) as fetcher:
             ctx = pipeline.Context(node=settings.node_name, fetcher=fetcher, pool=pool)
             inflight: dict[asyncio.Task[runs.RunTally], str] = {}
+            started = await db.call(leases.db_now)
             while True:
                 free = settings.http_concurrency - len(inflight)
                 claimed = await db.call(
@@ -66,6 +67,7 @@ async def run_due(
                     shard=shard,
                     limit=free,
                     lease_seconds=lease_seconds,
+                    due_before=started,
                 )
                 for source in claimed:
                     inflight[asyncio.create_task(pipeline.run_source(ctx, source))] = source.url
