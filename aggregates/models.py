@@ -12,3 +12,16 @@ class ItemStats(models.Model):
     max = models.FloatField()
     count = models.IntegerField()
     computed_at = models.DateTimeField()
+
+
+class DirtyItem(models.Model):
+    """An item whose observations changed since the last aggregation pass.
+
+    Statement-level triggers on ``ingest_observation`` (migration 0002) insert these in
+    the same transaction as any change — the loader's, the admin's, a cascade — and the
+    incremental pass takes them (``DELETE … RETURNING``) in the same snapshot as it reads
+    observations, so a change is either in this pass or left for the next, never lost.
+    No foreign key: the item may be gone by the time the pass runs, which is fine.
+    """
+
+    item_id = models.BigIntegerField(primary_key=True)

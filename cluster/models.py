@@ -46,3 +46,15 @@ class TaskRun(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["source", "-started_at"], name="taskrun_source_idx")]
+
+
+class JobTick(models.Model):
+    """One row per (cluster-wide job, scheduled time): whoever inserts it runs the job."""
+
+    job = models.CharField(max_length=200)
+    tick = models.DateTimeField()
+    node = models.CharField(max_length=200)
+    claimed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "tick"], name="jobtick_once")]

@@ -14,11 +14,12 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.utils import timezone
 
 import etl
-from cluster import identity, leases, scheduler
+from cluster import identity, leases, scheduler, ticks
 from cluster.models import Node, TaskRun
 from etl import db
 from etl.config import Settings
@@ -54,14 +55,13 @@ def _leave(name: str) -> int:
 
 
 def _record_job(
-    node: str, job: scheduler.Job, started: datetime, error: BaseException | None
+    node: str, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
 ) -> None:
-    run_id = runs.start(node=node, job=job.name)
-    tally = runs.RunTally()
+    tally = result if isinstance(result, runs.RunTally) else runs.RunTally()
     if error is not None:
         tally.status = TaskRun.Status.FAILED
         tally.error = f"{type(error).__name__}: {error}"
-    runs.finish(run_id, tally)
+    runs.record(node=node, job=job.name, started_at=started, tally=tally)
 
 
 @dataclass(kw_only=True)
@@ -101,7 +101,9 @@ class NodeRuntime:
         await pool.start()
         self._ctx = pipeline.Context(node=self.name, fetcher=fetcher, pool=pool)
         await db.call(_heartbeat, self.name, self.ident)
-        cron = scheduler.Scheduler(jobs=scheduler.registered(), tick=self.tick, record=self._record)
+        cron = scheduler.Scheduler(
+            jobs=scheduler.registered(), tick=self.tick, record=self._record, claim=self._claim
+        )
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
             asyncio.create_task(self._keepalive(), name="keepalive"),
@@ -119,9 +121,12 @@ class NodeRuntime:
         )
 
     async def _record(
-        self, job: scheduler.Job, started: datetime, error: BaseException | None
+        self, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
     ) -> None:
-        await db.call(_record_job, self.name, job, started, error)
+        await db.call(_record_job, self.name, job, started, result, error)
+
+    async def _claim(self, job: scheduler.Job, tick: datetime) -> bool:
+        return await db.call(ticks.claim, job=job.name, tick=tick, node=self.name)
 
     async def _dispatch(self) -> None:
         assert self._ctx is not None

@@ -5,6 +5,10 @@ second; a job is due when its ``next_run_at`` has come and its previous run has
 finished, so one job never overlaps itself. Next times come from croniter with the job's
 name as ``hash_id``, so ``H`` spreads jobs. Every run is recorded (a ``TaskRun`` in the
 node) and an exception in a job is logged and recorded, never fatal to the loop.
+
+A cluster-wide job (``cluster_wide=True``) runs once per scheduled tick across the
+cluster: before running, the node claims the tick (``cluster.ticks``) and skips it if
+another node got there first.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from cluster import schedule
 log = logging.getLogger(__name__)
 
 JobFn = Callable[[], Awaitable[Any]]
-Recorder = Callable[["Job", datetime, BaseException | None], Awaitable[None]]
+# record(job, started, what the job returned, the exception it raised)
+Recorder = Callable[["Job", datetime, Any, BaseException | None], Awaitable[None]]
+# claim(job, tick) -> True if this node runs a cluster-wide job for that tick
+Claimer = Callable[["Job", datetime], Awaitable[bool]]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -62,8 +69,12 @@ def registered() -> list[Job]:
     ]
 
 
-async def _no_record(job: Job, started: datetime, error: BaseException | None) -> None:
+async def _no_record(job: Job, started: datetime, result: Any, error: BaseException | None) -> None:
     return None
+
+
+async def _always(job: Job, tick: datetime) -> bool:
+    return True
 
 
 def _utcnow() -> datetime:
@@ -78,6 +89,7 @@ class Scheduler:
     tick: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     record: Recorder = _no_record
+    claim: Claimer = _always
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def due(self, now: datetime) -> list[Job]:
@@ -96,16 +108,21 @@ class Scheduler:
                 job.next_run_at = schedule.next_run(job.spec, now, job.name)
                 continue
             job.running = True
-            task = asyncio.create_task(self._run(job, now), name=f"cron:{job.name}")
+            task = asyncio.create_task(self._run(job, job.next_run_at), name=f"cron:{job.name}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started.append(job)
         return started
 
-    async def _run(self, job: Job, started: datetime) -> None:
+    async def _run(self, job: Job, tick: datetime) -> None:
         error: BaseException | None = None
+        result: Any = None
+        started = self.clock()
         try:
-            await job.fn()
+            if job.cluster_wide and not await self.claim(job, tick):
+                log.debug("cron job %s for %s runs on another node", job.name, tick)
+                return
+            result = await job.fn()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -113,11 +130,11 @@ class Scheduler:
             job.failures += 1
             log.exception("cron job %s failed", job.name)
         finally:
-            job.runs += 1
             job.running = False
             job.next_run_at = schedule.next_run(job.spec, self.clock(), job.name)
+        job.runs += 1
         try:
-            await self.record(job, started, error)
+            await self.record(job, started, result, error)
         except Exception:
             log.exception("could not record the run of cron job %s", job.name)
 

@@ -106,31 +106,32 @@ def _load_observations(cursor: Any, batch: Batch) -> int:
     if cursor.rowcount:
         _resolve_dangling(cursor, "stage_observations")
     # The source's observations are replaced by this run: keys gone from the page go.
+    # (Triggers mark the items whose observations change for the aggregation pass.)
     cursor.execute(
         """
-        DELETE FROM ingest_observation o
-        WHERE o.source_id = %s AND NOT EXISTS (
-            SELECT 1 FROM stage_observations s JOIN ingest_item i ON i.key = s.key
-            WHERE i.id = o.item_id)
+        WITH gone AS (
+            DELETE FROM ingest_observation o
+            WHERE o.source_id = %(source)s AND NOT EXISTS (
+                SELECT 1 FROM stage_observations s JOIN ingest_item i ON i.key = s.key
+                WHERE i.id = o.item_id)
+            RETURNING o.item_id
+        ), written AS (
+            INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
+            SELECT i.id, %(source)s, s.value, now()
+            FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
+                  ORDER BY key, seq DESC) s
+            JOIN ingest_item i ON i.key = s.key
+            ON CONFLICT (source_id, item_id) DO UPDATE
+            SET value = EXCLUDED.value, observed_at = EXCLUDED.observed_at
+            WHERE ingest_observation.value IS DISTINCT FROM EXCLUDED.value
+            RETURNING item_id
+        )
+        SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM written)
         """,
-        [batch.source_id],
+        {"source": batch.source_id},
     )
-    deleted: int = cursor.rowcount
-    cursor.execute(
-        """
-        INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
-        SELECT i.id, %s, s.value, now()
-        FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
-              ORDER BY key, seq DESC) s
-        JOIN ingest_item i ON i.key = s.key
-        ON CONFLICT (source_id, item_id) DO UPDATE
-        SET value = EXCLUDED.value, observed_at = EXCLUDED.observed_at
-        WHERE ingest_observation.value IS DISTINCT FROM EXCLUDED.value
-        """,
-        [batch.source_id],
-    )
-    upserted: int = cursor.rowcount
-    return deleted + upserted
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _quest_links(rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[int, str, str, str, int]]:

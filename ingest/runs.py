@@ -44,6 +44,12 @@ def start(*, node: str, job: str, source_id: int | None = None) -> int:
     return run.pk
 
 
+def record(*, node: str, job: str, started_at: datetime, tally: RunTally) -> None:
+    """Record a run that has already finished (cron jobs)."""
+    run_id = TaskRun.objects.create(node=node, job=job, started_at=started_at).pk
+    finish(run_id, tally)
+
+
 def finish(run_id: int, tally: RunTally) -> None:
     TaskRun.objects.filter(pk=run_id).update(
         finished_at=timezone.now(),

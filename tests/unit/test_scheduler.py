@@ -36,7 +36,9 @@ async def test_jobs_never_overlap_and_failures_do_not_stop_the_loop() -> None:
         calls.append("broken")
         raise RuntimeError("boom")
 
-    async def record(job: scheduler.Job, started: datetime, error: BaseException | None) -> None:
+    async def record(
+        job: scheduler.Job, started: datetime, result: object, error: BaseException | None
+    ) -> None:
         recorded.append((job.name, error))
 
     jobs = [
@@ -66,3 +68,38 @@ async def test_jobs_never_overlap_and_failures_do_not_stop_the_loop() -> None:
     assert names.count("slow") == 1
     assert all(isinstance(err, RuntimeError) for name, err in recorded if name == "broken")
     assert jobs[1].failures == 2
+
+
+async def test_cluster_wide_jobs_run_only_where_the_tick_was_claimed() -> None:
+    clock = FakeClock()
+    ran: list[str] = []
+    claimed: list[tuple[str, datetime]] = []
+
+    async def job() -> str:
+        ran.append("job")
+        return "result"
+
+    async def claim_every_other(j: scheduler.Job, tick: datetime) -> bool:
+        claimed.append((j.name, tick))
+        return len(claimed) % 2 == 1
+
+    results: list[object] = []
+
+    async def record(j: scheduler.Job, started: datetime, result: object, error: object) -> None:
+        results.append(result)
+
+    jobs = [scheduler.Job(name="agg", spec="* * * * *", fn=job, cluster_wide=True)]
+    sched = scheduler.Scheduler(jobs=jobs, clock=clock, claim=claim_every_other, record=record)
+    sched.step(clock())
+    for _ in range(2):
+        clock.now += timedelta(minutes=1)
+        sched.step(clock())
+        stop = asyncio.Event()
+        stop.set()
+        await sched.run(stop)
+    assert [tick for _, tick in claimed] == [
+        datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 2, tzinfo=UTC),
+    ]  # the scheduled tick, the same on every node, not the local clock
+    assert ran == ["job"]  # the second tick was claimed elsewhere
+    assert results == ["result"]  # skipped ticks are not recorded here
