@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from cluster import membership
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Claimed:
@@ -28,18 +30,6 @@ class Claimed:
     etag: str
     last_modified: str
     cursor: int | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Shard:
-    """The part of the sources a node may claim: ``mod(shard_hash, count) = slot``."""
-
-    slot: int
-    count: int
-
-    @classmethod
-    def everything(cls) -> Shard:
-        return cls(slot=0, count=1)
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -61,21 +51,22 @@ def db_now() -> datetime:
 def claim_due(
     *,
     node: str,
-    shard: Shard,
+    view: membership.Ownership,
     limit: int,
     lease_seconds: float,
     due_before: datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due sources of ``shard`` to ``node``; most overdue first.
+    """Lease up to ``limit`` due sources that ``view`` gives ``node``; most overdue first.
 
     ``due_before`` bounds "due" to a moment in the past: a one-shot pass uses its own
     start so that a source whose schedule comes round during the pass is not run twice.
     """
     if limit <= 0:
         return []
+    owned, params = membership.ownership_sql(view, node)
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             UPDATE ingest_source s
             SET lease_owner = %(node)s,
                 lease_until = now() + make_interval(secs => %(lease)s)
@@ -85,7 +76,7 @@ def claim_due(
                   AND (next_run_at IS NULL
                        OR next_run_at <= LEAST(now(), COALESCE(%(due_before)s, now())))
                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = '')
-                  AND mod(shard_hash, %(count)s) = %(slot)s
+                  AND {owned}
                 ORDER BY next_run_at NULLS FIRST, id
                 LIMIT %(limit)s
                 FOR UPDATE SKIP LOCKED
@@ -95,10 +86,9 @@ def claim_due(
                       s.last_modified, s.cursor
             """,
             {
+                **params,
                 "node": node,
                 "lease": lease_seconds,
-                "count": shard.count,
-                "slot": shard.slot,
                 "limit": limit,
                 "due_before": due_before,
             },

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 import etl
-from cluster import identity, leases, scheduler, ticks
-from cluster.models import Node, TaskRun
+from cluster import identity, leases, membership, scheduler, ticks
+from cluster.models import TaskRun
 from etl import db
 from etl.config import Settings
 from ingest import fetch, pipeline, runs
@@ -36,21 +34,8 @@ def current() -> NodeRuntime | None:
     return _current
 
 
-def _heartbeat(name: str, ident: identity.Identity) -> None:
-    Node.objects.update_or_create(
-        name=name,
-        defaults={
-            "slot": ident.slot,
-            "node_count": ident.node_count,
-            "mode": ident.mode,
-            "version": etl.__version__,
-            "heartbeat_at": timezone.now(),
-        },
-    )
-
-
 def _leave(name: str) -> int:
-    Node.objects.filter(name=name).delete()
+    membership.leave(name)
     return leases.release_all(node=name)
 
 
@@ -69,9 +54,9 @@ class NodeRuntime:
     settings: Settings
     ident: identity.Identity
     tick: float = 1.0
-    lease_seconds: float = 60.0
     drain_seconds: float = 15.0
     started: bool = False
+    view: membership.View = field(default_factory=membership.View.nowhere)
     inflight: dict[int, asyncio.Task[runs.RunTally]] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,24 +68,42 @@ class NodeRuntime:
         return self.settings.node_name
 
     @property
-    def shard(self) -> leases.Shard:
-        return leases.Shard(slot=self.ident.slot, count=self.ident.node_count)
+    def ownership(self) -> membership.Ownership:
+        ttl = self.settings.node_ttl
+        if self.ident.mode == "dynamic":
+            return membership.Dynamic(ttl=ttl)
+        return membership.Static(slot=self.ident.slot, count=self.ident.node_count, ttl=ttl)
+
+    @property
+    def ready(self) -> bool:
+        """Started, placed in the cluster, and in agreement with the other nodes."""
+        return self.started and self.view.slot is not None and not self.view.conflicts
+
+    async def _beat(self) -> None:
+        view = await db.call(
+            membership.heartbeat, name=self.name, ident=self.ident, ttl=self.settings.node_ttl
+        )
+        if view.conflicts and view.conflicts != self.view.conflicts:
+            log.warning(
+                "node=%s disagrees with the cluster: %s; it claims only sources no earlier "
+                "node's view assigns to itself",
+                self.name,
+                "; ".join(view.conflicts),
+            )
+        if (view.slot, view.count) != (self.view.slot, self.view.count):
+            log.info("node=%s now slot %s of %d", self.name, view.slot, view.count)
+        self.view = view
 
     async def start(self) -> None:
         global _current
         s = self.settings
-        limits = fetch.FetchLimits(
-            concurrency=s.http_concurrency,
-            per_host=s.per_host_concurrency,
-            max_body_bytes=s.max_body_bytes,
-        )
         fetcher = fetch.Fetcher(
-            limits=limits, user_agent=fetch.user_agent(etl.__version__, self.name)
+            limits=fetch.limits_from(s), user_agent=fetch.user_agent(etl.__version__, self.name)
         )
         pool = ParsePool(s.parse_workers)
         await pool.start()
         self._ctx = pipeline.Context(node=self.name, fetcher=fetcher, pool=pool)
-        await db.call(_heartbeat, self.name, self.ident)
+        await self._beat()
         cron = scheduler.Scheduler(
             jobs=scheduler.registered(), tick=self.tick, record=self._record, claim=self._claim
         )
@@ -137,9 +140,9 @@ class NodeRuntime:
                 claimed = await db.call(
                     leases.claim_due,
                     node=self.name,
-                    shard=self.shard,
+                    view=self.ownership,
                     limit=free,
-                    lease_seconds=self.lease_seconds,
+                    lease_seconds=self.settings.lease_seconds,
                 )
             except Exception:
                 log.exception("node=%s could not claim sources", self.name)
@@ -157,17 +160,17 @@ class NodeRuntime:
         self._wake.set()
 
     async def _keepalive(self) -> None:
-        every = max(1.0, min(self.settings.node_ttl / 3, self.lease_seconds / 3))
+        every = max(1.0, min(self.settings.node_ttl / 3, self.settings.lease_seconds / 3))
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=every)
             try:
-                await db.call(_heartbeat, self.name, self.ident)
+                await self._beat()
                 await db.call(
                     leases.renew,
                     node=self.name,
                     ids=list(self.inflight),
-                    lease_seconds=self.lease_seconds,
+                    lease_seconds=self.settings.lease_seconds,
                 )
             except Exception:
                 log.exception("node=%s heartbeat failed", self.name)

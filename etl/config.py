@@ -40,6 +40,7 @@ class Settings:
     http_concurrency: int
     per_host_concurrency: int
     max_body_bytes: int
+    lease_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,4 +58,5 @@ class Settings:
             http_concurrency=_positive("ETL_HTTP_CONCURRENCY", 16),
             per_host_concurrency=_positive("ETL_PER_HOST_CONCURRENCY", 4),
             max_body_bytes=_positive("ETL_MAX_BODY_BYTES", 32 * 1024 * 1024),
+            lease_seconds=_positive("ETL_LEASE_SECONDS", 60),
         )

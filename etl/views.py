@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cluster import runtime
+from etl import db
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:
@@ -25,13 +26,15 @@ def _database_ok() -> bool:
 
 async def readyz(request: HttpRequest) -> HttpResponse:
     """Ready when the database answers and the node runtime has started."""
-    from asgiref.sync import sync_to_async
-
-    db_ok = await sync_to_async(_database_ok, thread_sensitive=True)()
+    db_ok = await db.call(_database_ok)
     node = runtime.current()
-    started = node is not None and node.started
-    body = {"database": db_ok, "runtime": started}
-    return JsonResponse(body, status=200 if db_ok and started else 503)
+    body: dict[str, object] = {"database": db_ok, "runtime": node is not None and node.started}
+    ready = db_ok and node is not None and node.ready
+    if node is not None:
+        body.update(
+            slot=node.view.slot, node_count=node.view.count, conflicts=list(node.view.conflicts)
+        )
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import etl
-from cluster import leases
+from cluster import leases, membership
 from etl import db
 from etl.config import Settings
 from ingest import fetch, pipeline, runs
@@ -33,20 +33,23 @@ class Summary:
             self.failures.append((url, tally.error))
 
 
-def count_due(shard: leases.Shard) -> int:
-    return Source.objects.due_in(shard.slot, shard.count).count()
+def count_due(view: membership.Ownership) -> int:
+    """Sources due now in ``view`` (for a progress bar; the claim decides for real)."""
+    if isinstance(view, membership.Static):
+        return Source.objects.due_in(view.slot, view.count).count()
+    return Source.objects.due_in(0, 1).count()
 
 
 async def run_due(
     settings: Settings,
-    shard: leases.Shard,
+    view: membership.Ownership,
     *,
     on_done: Callable[[str, runs.RunTally], None] | None = None,
     lease_seconds: float = 300.0,
     limits: fetch.FetchLimits | None = None,
     pool: ParsePool | None = None,
 ) -> Summary:
-    """Claim and run due sources of ``shard`` until none is due; return what happened."""
+    """Claim and run sources due in ``view`` until none is due; return what happened."""
     limits = limits or fetch.limits_from(settings)
     summary = Summary()
     own_pool = pool is None
@@ -64,7 +67,7 @@ async def run_due(
                 claimed = await db.call(
                     leases.claim_due,
                     node=ctx.node,
-                    shard=shard,
+                    view=view,
                     limit=free,
                     lease_seconds=lease_seconds,
                     due_before=started,

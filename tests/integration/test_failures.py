@@ -16,7 +16,7 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import leases, sharding
+from cluster import membership, sharding
 from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, fetch
@@ -159,7 +159,7 @@ async def test_each_bad_source_fails_alone_with_its_reason() -> None:
     app = Misbehaving()
     with servers.serve(app) as base:
         made = await sync_to_async(_register)(base)
-        summary = await batch.run_due(Settings.from_env(), leases.Shard.everything(), limits=limits)
+        summary = await batch.run_due(Settings.from_env(), membership.Everything(), limits=limits)
     runs = await sync_to_async(_runs)()
     by_path = {url.removeprefix(base): run for url, run in runs.items()}
     assert set(by_path) == set(made)  # every source ran exactly once

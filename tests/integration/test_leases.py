@@ -12,18 +12,18 @@ from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
-from cluster import leases
+from cluster import leases, membership
 from ingest.models import Source
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ALL = leases.Shard.everything()
+ALL = membership.Everything()
 
 
-def _claim(node: str, limit: int = 100, shard: leases.Shard = ALL, **kw: Any) -> list[int]:
+def _claim(node: str, limit: int = 100, view: membership.Ownership = ALL, **kw: Any) -> list[int]:
     try:
         return [
             c.id
-            for c in leases.claim_due(node=node, shard=shard, limit=limit, lease_seconds=60, **kw)
+            for c in leases.claim_due(node=node, view=view, limit=limit, lease_seconds=60, **kw)
         ]
     finally:
         connections.close_all()
@@ -42,7 +42,8 @@ def test_concurrent_claims_are_disjoint(make_source: Callable[..., Source]) -> N
 def test_shard_selection_happens_in_sql(make_source: Callable[..., Source]) -> None:
     made = [make_source(f"http://h/{i}") for i in range(90)]
     owned = {
-        slot: set(_claim(f"n{slot}", shard=leases.Shard(slot=slot, count=3))) for slot in range(3)
+        slot: set(_claim(f"n{slot}", view=membership.Static(slot=slot, count=3, ttl=15)))
+        for slot in range(3)
     }
     for src in made:
         assert src.pk in owned[src.shard_hash % 3]

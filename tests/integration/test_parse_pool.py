@@ -11,7 +11,7 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import leases, sharding
+from cluster import membership, sharding
 from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, parsers
@@ -70,7 +70,7 @@ async def test_run_survives_a_killed_parse_child() -> None:
                 url=url, parser="json", options=OPTIONS, shard_hash=sharding.stable_hash(url)
             )
             run = asyncio.ensure_future(
-                batch.run_due(Settings.from_env(), leases.Shard.everything(), pool=pool)
+                batch.run_due(Settings.from_env(), membership.Everything(), pool=pool)
             )
             await _kill_a_busy_child(pool)
             summary = await asyncio.wait_for(run, timeout=120)

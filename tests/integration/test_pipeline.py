@@ -6,7 +6,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import leases
+from cluster import membership
 from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, sources
@@ -56,7 +56,7 @@ async def test_run_once_loads_exactly_what_the_upstream_declares(upstream_url: s
     created = await _register(upstream_url)
     assert created == meta["pages"] + 1 + 1 + meta["shops"]
 
-    summary = await batch.run_due(Settings.from_env(), leases.Shard.everything())
+    summary = await batch.run_due(Settings.from_env(), membership.Everything())
     assert summary.failures == []
     counts = await sync_to_async(_counts)()
     assert counts == {k: meta[k] for k in counts}
@@ -65,7 +65,7 @@ async def test_run_once_loads_exactly_what_the_upstream_declares(upstream_url: s
     # Second pass: every source due again; ETags make it a no-op that parses nothing.
     before = await sync_to_async(_snapshot)()
     await Source.objects.aupdate(next_run_at=None)
-    again = await batch.run_due(Settings.from_env(), leases.Shard.everything())
+    again = await batch.run_due(Settings.from_env(), membership.Everything())
     assert again.failures == []
     assert again.by_status == {"unchanged": created - 1, "ok": 1}  # trades: nothing new
     assert await sync_to_async(_snapshot)() == before
@@ -75,8 +75,8 @@ async def test_run_once_loads_exactly_what_the_upstream_declares(upstream_url: s
 
 async def test_sources_do_not_run_again_before_their_schedule(upstream_url: str) -> None:
     await _register(upstream_url)
-    first = await batch.run_due(Settings.from_env(), leases.Shard.everything())
-    second = await batch.run_due(Settings.from_env(), leases.Shard.everything())
+    first = await batch.run_due(Settings.from_env(), membership.Everything())
+    second = await batch.run_due(Settings.from_env(), membership.Everything())
     assert first.runs > 0
     assert second.runs == 0  # nothing is due: every next_run_at is in the future
     assert await Source.objects.filter(next_run_at__isnull=True).acount() == 0

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cluster import identity, leases
+from cluster import identity, membership
 from etl.config import Settings
 from ingest import batch, runs
 
@@ -24,13 +24,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         settings = Settings.from_env()
         ident = identity.resolve(settings)
-        shard = (
-            leases.Shard.everything()
+        # Dynamic slots exist only while nodes heartbeat; a one-shot pass takes everything
+        # (leases still keep it from fetching what a running node is fetching).
+        view: membership.Ownership = (
+            membership.Everything()
             if options["all_shards"] or ident.mode == "dynamic"
-            else leases.Shard(slot=ident.slot, count=ident.node_count)
+            else membership.Static(slot=ident.slot, count=ident.node_count, ttl=settings.node_ttl)
         )
         console = Console(file=cast(IO[str], self.stdout))
-        total = batch.count_due(shard)
+        total = batch.count_due(view)
         with Progress(
             TextColumn("[bold]run-once"),
             BarColumn(),
@@ -48,7 +50,7 @@ class Command(BaseCommand):
                 total_now = max(progress.tasks[0].total or 0, progress.tasks[0].completed + 1)
                 progress.update(task, advance=1, rows=rows, total=total_now)
 
-            summary = asyncio.run(batch.run_due(settings, shard, on_done=done))
+            summary = asyncio.run(batch.run_due(settings, view, on_done=done))
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status.items()))
         self.stdout.write(
             f"{summary.runs} runs ({statuses or 'nothing due'}); "
