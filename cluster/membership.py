@@ -92,7 +92,8 @@ class View:
     slot: int | None
     count: int
     live: int
-    conflicts: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()  # with earlier nodes: this node yields, is not ready
+    warnings: tuple[str, ...] = ()  # with later nodes, which yield to this one
 
     @classmethod
     def nowhere(cls) -> View:
@@ -109,18 +110,30 @@ def _dynamic_rank(cursor: Any, name: str, ttl: float) -> tuple[int | None, int]:
     return (int(row[0]), int(row[1])) if row else (None, 0)
 
 
-def _conflicts(me: Node, peers: list[Node]) -> tuple[str, ...]:
-    found = []
+def _disagreement(me: Node, peer: Node) -> str:
+    if peer.mode == "dynamic" or me.mode == "dynamic":
+        if peer.mode != me.mode:
+            return f"{peer.name} runs in {peer.mode} mode, this node in {me.mode}"
+        return ""
+    if peer.node_count != me.node_count:
+        return f"{peer.name} believes N={peer.node_count}, this node N={me.node_count}"
+    if peer.slot == me.slot:
+        return f"{peer.name} holds slot {peer.slot} too"
+    return ""
+
+
+def _conflicts(me: Node, peers: list[Node]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(conflicts this node yields on, disagreements of later nodes that yield to it)."""
+    yields: list[str] = []
+    prevails: list[str] = []
     for peer in peers:
-        if peer.mode == "dynamic" or me.mode == "dynamic":
-            if peer.mode != me.mode:
-                found.append(f"{peer.name} runs in {peer.mode} mode, this node in {me.mode}")
+        problem = _disagreement(me, peer)
+        if not problem:
             continue
-        if peer.node_count != me.node_count:
-            found.append(f"{peer.name} believes N={peer.node_count}, this node N={me.node_count}")
-        elif peer.slot == me.slot:
-            found.append(f"{peer.name} holds slot {peer.slot} too")
-    return tuple(found)
+        mixed = peer.mode != me.mode
+        earlier = (peer.started_at, peer.name) < (me.started_at, me.name)
+        (yields if earlier or mixed else prevails).append(problem)
+    return tuple(yields), tuple(prevails)
 
 
 def heartbeat(*, name: str, ident: Identity, ttl: float) -> View:
@@ -163,7 +176,8 @@ def heartbeat(*, name: str, ident: Identity, ttl: float) -> View:
     live = list(
         Node.objects.exclude(name=name).filter(heartbeat_at__gt=Now() - timedelta(seconds=ttl))
     )
-    return View(slot=slot, count=count, live=len(live) + 1, conflicts=_conflicts(me, live))
+    conflicts, warnings = _conflicts(me, live)
+    return View(slot=slot, count=count, live=len(live) + 1, conflicts=conflicts, warnings=warnings)
 
 
 def leave(name: str) -> None:

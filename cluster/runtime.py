@@ -90,6 +90,12 @@ class NodeRuntime:
                 self.name,
                 "; ".join(view.conflicts),
             )
+        if view.warnings and view.warnings != self.view.warnings:
+            log.warning(
+                "node=%s: later nodes disagree and yield to it: %s",
+                self.name,
+                "; ".join(view.warnings),
+            )
         if (view.slot, view.count) != (self.view.slot, self.view.count):
             log.info("node=%s now slot %s of %d", self.name, view.slot, view.count)
         self.view = view

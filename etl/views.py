@@ -32,7 +32,10 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     ready = db_ok and node is not None and node.ready
     if node is not None:
         body.update(
-            slot=node.view.slot, node_count=node.view.count, conflicts=list(node.view.conflicts)
+            slot=node.view.slot,
+            node_count=node.view.count,
+            conflicts=list(node.view.conflicts),
+            warnings=list(node.view.warnings),
         )
     return JsonResponse(body, status=200 if ready else 503)
 
