@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import etl
-from cluster import identity, leases, membership, scheduler, ticks
+from cluster import identity, leases, membership, scheduler, ticks, watchdog
 from cluster.models import TaskRun
 from etl import db
 from etl.config import Settings
@@ -80,7 +81,7 @@ class NodeRuntime:
         return self.started and self.view.slot is not None and not self.view.conflicts
 
     async def _beat(self) -> None:
-        view = await db.call(
+        view = await db.control(
             membership.heartbeat, name=self.name, ident=self.ident, ttl=self.settings.node_ttl
         )
         if view.conflicts and view.conflicts != self.view.conflicts:
@@ -116,6 +117,7 @@ class NodeRuntime:
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
             asyncio.create_task(self._keepalive(), name="keepalive"),
+            asyncio.create_task(watchdog.Watchdog(self.name).run(self._stop), name="watchdog"),
             asyncio.create_task(cron.run(self._stop), name="cron"),
         ]
         self.started = True
@@ -161,18 +163,25 @@ class NodeRuntime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
 
-    def _finished(self, source_id: int, _task: object) -> None:
+    def _finished(self, source_id: int, task: asyncio.Task[runs.RunTally]) -> None:
         self.inflight.pop(source_id, None)
         self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            # run_source records its own failures; this is the database failing under it.
+            # The lease runs out and the source is retried.
+            log.error(
+                "node=%s run of source %d crashed", self.name, source_id, exc_info=task.exception()
+            )
 
     async def _keepalive(self) -> None:
         every = max(1.0, min(self.settings.node_ttl / 3, self.settings.lease_seconds / 3))
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=every)
+            began = time.monotonic()
             try:
                 await self._beat()
-                await db.call(
+                await db.control(
                     leases.renew,
                     node=self.name,
                     ids=list(self.inflight),
@@ -180,6 +189,14 @@ class NodeRuntime:
                 )
             except Exception:
                 log.exception("node=%s heartbeat failed", self.name)
+            took = time.monotonic() - began
+            if took > every:
+                log.warning(
+                    "node=%s heartbeat took %.1f s (TTL %d s)",
+                    self.name,
+                    took,
+                    self.settings.node_ttl,
+                )
 
     async def stop(self) -> None:
         """Drain and stop; see the module docstring."""

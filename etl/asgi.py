@@ -17,6 +17,12 @@ from django.core.asgi import get_asgi_application
 
 django_app = get_asgi_application()
 
+from django.urls import get_resolver  # noqa: E402
+
+# Import the URLconf (admin, GraphQL schema) now, not on the first request: building it
+# on the event loop stalls a busy node for seconds, long enough to miss heartbeats.
+get_resolver().url_patterns  # noqa: B018
+
 from cluster import identity  # noqa: E402 - models need the app registry
 from cluster.runtime import NodeRuntime  # noqa: E402
 from etl import security  # noqa: E402

@@ -9,6 +9,7 @@ worker must (procrastinate does the same around each unit of work).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -29,4 +30,17 @@ def _unit_of_work(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the sync database function ``fn`` off the event loop and return its result."""
     result: T = await sync_to_async(_unit_of_work, thread_sensitive=True)(fn, *args, **kwargs)
+    return result
+
+
+# Heartbeats and lease renewals must not queue behind a long load on the shared thread:
+# a node busy loading would otherwise look dead and lose its slot and its leases.
+_control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-control")
+
+
+async def control(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like :func:`call`, on a thread (and connection) of its own for liveness work."""
+    result: T = await sync_to_async(_unit_of_work, thread_sensitive=False, executor=_control)(
+        fn, *args, **kwargs
+    )
     return result

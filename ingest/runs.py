@@ -69,8 +69,8 @@ def finish_source(
 ) -> None:
     """Close the run, store the source's outcome, schedule it and release our lease.
 
-    A node whose lease was taken over records its run but leaves the source alone: the
-    new holder's outcome is the one that counts.
+    A node whose lease was taken over (or already released by the node that took it
+    over) records its run but leaves the source alone: the other outcome counts.
     """
     finish(run_id, tally)
     failed = tally.status == TaskRun.Status.FAILED
@@ -90,7 +90,7 @@ def finish_source(
                 last_fetched_at = CASE WHEN %(failed)s THEN last_fetched_at ELSE now() END,
                 lease_owner = '',
                 lease_until = NULL
-            WHERE id = %(id)s AND lease_owner IN (%(node)s, '')
+            WHERE id = %(id)s AND lease_owner = %(node)s
             """,
             {
                 "next": next_run_at,
