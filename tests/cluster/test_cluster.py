@@ -152,8 +152,14 @@ def test_dynamic_kill9_survivors_take_over_nothing_lost(cluster: Cluster) -> Non
 
 @pytest.mark.timeout(300)
 def test_dynamic_scale_3_to_4_to_2(cluster: Cluster) -> None:
-    slow = UpstreamConfig(items=3000, shops=150, seed=4, page_size=100, trades=300, latency_ms=200)
-    env = {"ETL_MEMBERSHIP": "dynamic", "ETL_NODE_TTL": "3", "ETL_LEASE_SECONDS": "6"}
+    slow = UpstreamConfig(items=3000, shops=300, seed=4, page_size=100, trades=300, latency_ms=500)
+    env = {
+        "ETL_MEMBERSHIP": "dynamic",
+        "ETL_NODE_TTL": "3",
+        "ETL_LEASE_SECONDS": "6",
+        # Slow on purpose: the ingest must outlast a node joining and two leaving.
+        "ETL_HTTP_CONCURRENCY": "2",
+    }
     with servers.serve(build_app(slow)) as upstream:
         total = register(upstream)
         for i in range(3):
