@@ -13,6 +13,9 @@ class ItemStats(models.Model):
     count = models.IntegerField()
     computed_at = models.DateTimeField()
 
+    class Meta:
+        verbose_name_plural = "item stats"
+
 
 class DirtyItem(models.Model):
     """An item whose observations changed since the last aggregation pass.

@@ -1,4 +1,4 @@
-"""``etl demo``: embedded Postgres, the sample upstream, a node, sources imported, live view."""
+"""``etl demo``: embedded Postgres, the sample upstream, 3 local nodes, sources imported."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from typing import IO, Any, cast
 import httpx
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count, Sum
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from aggregates.models import ItemStats
+from cluster import status
 from etl import database
+from etl.config import Settings
 from ingest import sources
-from ingest.models import Item, Observation, Quest, Source, Trade
+from ingest.models import Item, Observation, Quest, Trade
 
 
 def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes]) -> None:
@@ -36,26 +38,42 @@ def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes]) -> None
     raise CommandError(f"{url} did not answer in time")
 
 
-def _view(node_url: str) -> Table:
-    runs = Source.objects.values("last_status").annotate(n=Count("id"))
-    by_status = {r["last_status"] or "never run": r["n"] for r in runs}
-    table = Table(title=f"shardetl demo — GraphQL at {node_url}/graphql (Ctrl-C to stop)")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for status, n in sorted(by_status.items()):
-        table.add_row(f"sources {status}", str(n))
-    rows = Source.objects.aggregate(rows=Sum("rows_loaded"))["rows"] or 0
-    table.add_row("rows in latest runs", str(rows))
-    for model in (Item, Quest, Trade, Observation):
-        table.add_row(str(model._meta.verbose_name_plural), str(model.objects.count()))
-    return table
+def _view(node_urls: list[str], ttl: float) -> Group:
+    snapshot = status.collect(ttl=ttl, runs=0, failing=3)
+    nodes = Table(title=f"shardetl demo — {len(node_urls)} nodes, N={snapshot.node_count}")
+    for column in ("node", "slot", "sources owned", "fetches/s", "rows/min", "errors/min", "alive"):
+        nodes.add_column(column, justify="right")
+    for node in snapshot.nodes:
+        owned = snapshot.shard_sizes.get(node.slot, 0) if node.slot is not None else 0
+        nodes.add_row(
+            node.name,
+            "-" if node.slot is None else str(node.slot),
+            str(owned),
+            f"{node.runs_last_minute / 60:.1f}",
+            str(node.rows_last_minute),
+            str(node.errors_last_minute),
+            "yes" if node.alive else "NO",
+        )
+    totals = Table(title="loaded")
+    totals.add_column("what")
+    totals.add_column("rows", justify="right")
+    for model in (Item, Quest, Trade, Observation, ItemStats):
+        totals.add_row(str(model._meta.verbose_name_plural), str(model.objects.count()))
+    lines = [
+        f"sources: {snapshot.sources} registered, {snapshot.due} due, "
+        f"{len(snapshot.failing)} failing",
+        f"GraphQL: {node_urls[0]}/graphql — any node answers: {', '.join(node_urls)}",
+        "Ctrl-C stops everything",
+    ]
+    return Group(nodes, totals, *lines)
 
 
 class Command(BaseCommand):
-    help = "Run a local demo: sample upstream + a node + its sources, with a live view."
+    help = "Run a local demo: sample upstream + 3 nodes (dynamic membership) + a live view."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=8000, help="the node's port")
+        parser.add_argument("--port", type=int, default=8000, help="the first node's port")
+        parser.add_argument("--nodes", type=int, default=3, help="local nodes to start")
         parser.add_argument("--upstream-port", type=int, default=8800)
         parser.add_argument("--items", type=int, default=2000)
         parser.add_argument("--shops", type=int, default=40)
@@ -72,7 +90,6 @@ class Command(BaseCommand):
         console.print(f"database: {where}")
         env = {**os.environ, "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "1")}
         up_url = f"http://127.0.0.1:{options['upstream_port']}"
-        node_url = f"http://127.0.0.1:{options['port']}"
         cmd = [sys.executable, "-m", "etl"]
         procs: list[subprocess.Popen[bytes]] = []
         log_path = database.var_dir() / "demo.log"
@@ -100,23 +117,33 @@ class Command(BaseCommand):
             text = httpx.get(f"{up_url}/sources.jsonl", timeout=10).text
             created, updated = sources.register(sources.parse_specs(text, name="sources.jsonl"))
             console.print(f"upstream: {up_url} — {created} sources registered, {updated} updated")
-            node = subprocess.Popen(
-                [*cmd, "node", "--port", str(options["port"]), "--log-level", "warning"],
-                env={**env, "ETL_NODE_NAME": env.get("ETL_NODE_NAME", "demo-1")},
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            node_urls = []
+            nodes = []
+            for i in range(options["nodes"]):
+                port = options["port"] + i
+                node = subprocess.Popen(
+                    [*cmd, "node", "--port", str(port), "--log-level", "warning"],
+                    env={**env, "ETL_NODE_NAME": f"demo-{i + 1}", "ETL_MEMBERSHIP": "dynamic"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                procs.append(node)
+                nodes.append((node, f"http://127.0.0.1:{port}"))
+            for node, url in nodes:
+                _wait_http(f"{url}/healthz", time.monotonic() + 90, node)
+                node_urls.append(url)
+            console.print(
+                f"nodes: {', '.join(node_urls)}  (status page /, GraphQL /graphql, /metrics)"
             )
-            procs.append(node)
-            _wait_http(f"{node_url}/healthz", time.monotonic() + 60, node)
-            console.print(f"node: {node_url}  (status page /, GraphQL /graphql, metrics /metrics)")
+            ttl = Settings.from_env().node_ttl
             stop_at = time.monotonic() + options["seconds"] if options["seconds"] else None
-            with Live(_view(node_url), console=console, refresh_per_second=1) as live:
+            with Live(_view(node_urls, ttl), console=console, refresh_per_second=1) as live:
                 while stop_at is None or time.monotonic() < stop_at:
                     for proc in procs:
                         if proc.poll() is not None:
                             raise CommandError(f"{proc.args!r} exited with {proc.returncode}")
                     time.sleep(1)  # the live view's refresh period
-                    live.update(_view(node_url))
+                    live.update(_view(node_urls, ttl))
         except KeyboardInterrupt:
             console.print("stopping…")
         finally:
