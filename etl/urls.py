@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import path
 
 from etl import views
+from etl.graphql import view as graphql
 
 urlpatterns = [
     path("healthz", views.healthz),
@@ -13,4 +14,5 @@ urlpatterns = [
     path("metrics", views.metrics),
     path("admin/", admin.site.urls),
     path("", views.status_page),
+    path("graphql", graphql.graphql_view()),
 ]
