@@ -26,25 +26,41 @@ def var_dir() -> Path:
     return Path(os.environ.get("ETL_VAR_DIR") or Path.cwd() / "var").resolve()
 
 
-def embedded_url() -> str:
-    """Start (or reuse) the embedded PostgreSQL and return its URL (a unix socket)."""
-    with warnings.catch_warnings():
-        # pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR
-        # (containers, CI) that warns and falls back to /tmp, which is what we want.
-        warnings.simplefilter("ignore")
-        import pgserver  # imported lazily: starting it is the only reason to load it
+_socket_dir: str | None = None
 
-    pgdata = var_dir() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    uri: str = server.get_uri()
-    return uri
+
+def embedded_socket_dir() -> str:
+    """Start (or reuse) the embedded PostgreSQL once per process; return its socket dir."""
+    global _socket_dir
+    if _socket_dir is None:
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir at import; without
+            # XDG_RUNTIME_DIR (containers, CI) that warns and falls back to /tmp.
+            warnings.simplefilter("ignore")
+            import pgserver  # lazily: starting it is the only reason to load it
+
+        pgdata = var_dir() / "pgdata"
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        socket_dir = server.get_postmaster_info().socket_dir
+        _socket_dir = str(socket_dir) if socket_dir else str(pgdata)
+    return _socket_dir
 
 
 def config(url: str | None) -> dict[str, Any]:
     """Django ``DATABASES['default']`` for ``url`` (or the embedded server when None)."""
     if not url:
-        url = embedded_url()
+        return {
+            "ENGINE": "etl.embedded",
+            "NAME": "postgres",
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": "embedded",  # replaced by the socket dir when the server is up
+            "PORT": "",
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": True,
+            "TEST": {"NAME": os.environ.get("ETL_TEST_DB_NAME") or None},
+        }
     scheme = urlsplit(url).scheme
     if scheme not in _SUPPORTED:
         raise ConfigError(f"DATABASE_URL must be a PostgreSQL URL, not {scheme!r}")
@@ -64,8 +80,9 @@ def config(url: str | None) -> dict[str, Any]:
         db = dict(dj_database_url.parse(url))
         db["ENGINE"] = "django.db.backends.postgresql"
     db.setdefault("OPTIONS", {})
-    # Nodes are long-running workers: keep connections, health-checked before reuse.
-    db["CONN_MAX_AGE"] = int(os.environ.get("ETL_CONN_MAX_AGE", "300"))
+    # 0: under ASGI each request runs on a thread of its own, so a kept connection would
+    # outlive its thread. The ingest threads keep theirs (etl.db).
+    db["CONN_MAX_AGE"] = int(os.environ.get("ETL_CONN_MAX_AGE", "0"))
     db["CONN_HEALTH_CHECKS"] = True
     db["TEST"] = {"NAME": os.environ.get("ETL_TEST_DB_NAME") or None}
     return db

@@ -2,8 +2,8 @@
 
 Code that needs ``transaction.atomic``, ``SELECT … FOR UPDATE`` or COPY is written as a
 plain sync function and called through :func:`call`, which runs it on Django's shared
-database thread and closes connections that went stale or broken, as a long-running
-worker must (procrastinate does the same around each unit of work).
+database thread and drops a connection that an error left broken, as a long-running
+worker must (procrastinate closes old connections around each unit of work).
 """
 
 from __future__ import annotations
@@ -13,18 +13,30 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import connection
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _drop_if_broken() -> None:
+    # CONN_MAX_AGE is 0 (right for ASGI requests, each on a thread of its own), so
+    # close_old_connections() would close this long-lived thread's connection after every
+    # unit. Keep it open, and drop it only when an error left it unusable.
+    conn = connection
+    if conn.connection is not None and conn.errors_occurred:
+        if conn.is_usable():
+            conn.errors_occurred = False
+        else:
+            conn.close()
+
+
 def _unit_of_work(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    close_old_connections()
+    _drop_if_broken()
     try:
         return fn(*args, **kwargs)
     finally:
-        close_old_connections()
+        _drop_if_broken()
 
 
 async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -19,10 +19,14 @@ def database_url() -> str:
     """A URL for the database the tests use (pytest-django's test database)."""
     from django.db import connection
 
+    from etl import database
+
     s = connection.settings_dict
     user = quote(s["USER"] or "postgres")
     password = quote(s["PASSWORD"] or "")
     host = s["HOST"] or "127.0.0.1"
+    if s["ENGINE"] == "etl.embedded":
+        host = database.embedded_socket_dir()
     if host.startswith("/"):
         return f"postgresql://{user}:{password}@/{s['NAME']}?host={host}"
     return f"postgresql://{user}:{password}@{host}:{s['PORT'] or 5432}/{s['NAME']}"

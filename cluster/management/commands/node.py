@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from argparse import ArgumentParser
 from typing import Any
 
@@ -10,7 +9,7 @@ import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
 from cluster import identity
-from etl import security
+from etl import security, serving
 from etl.config import Settings
 from etl.exceptions import ConfigError
 
@@ -41,10 +40,7 @@ class Command(BaseCommand):
             timeout_graceful_shutdown=30,
         )
         server = uvicorn.Server(config)
-        # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, with the handler
-        # that was there before it: make that a no-op, so a drained node exits 0.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
+        serving.exit_cleanly_on_signals()
         server.run()
         if not server.started:
             raise CommandError("the node did not start; see the log above")

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
+from etl import serving
 from ingest.upstream import UpstreamConfig, build_app
 
 
@@ -68,6 +69,7 @@ class Command(BaseCommand):
         )
         # After uvicorn.Config: it (re)configures its loggers when constructed.
         logging.getLogger("uvicorn.error").addFilter(_DropIncompleteResponse())
+        serving.exit_cleanly_on_signals()
         asyncio.run(serve(server, self._announce))
 
     def _announce(self, base_url: str) -> None:
