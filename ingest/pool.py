@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing.managers
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,8 @@ from ingest.exceptions import ParseError, ParseWorkerDied
 from ingest.records import Rows, to_rows
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +56,37 @@ async def parse_in_child(
         return Failure(reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - a parser bug fails this body, not the node
         return Failure(reason=f"parser {name!r} crashed: {type(exc).__name__}: {exc}")
+
+
+def die_with_parent(parent: int) -> None:
+    """Child initializer: exit when the node that started us is gone.
+
+    A node killed with SIGKILL runs no cleanup, and its children would poll their queue
+    for ever. Linux can deliver a signal on the parent's death; elsewhere (and as a
+    backstop) a thread watches for the child being re-parented.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _adopt_manager() -> None:
+    # aiomultiprocess starts one multiprocessing manager process per parent (its
+    # get_manager() singleton) without an initializer; start it ourselves so that it,
+    # too, dies with the node.
+    if aiomultiprocess.core._manager is None:
+        manager = multiprocessing.managers.SyncManager(ctx=aiomultiprocess.core.context)
+        manager.start(die_with_parent, (os.getpid(),))
+        aiomultiprocess.core._manager = manager
 
 
 class _CountingPool(aiomultiprocess.Pool):
@@ -79,7 +119,14 @@ class ParsePool:
 
     def _new_pool(self) -> _CountingPool:
         # childconcurrency=1: parsing is CPU-bound, two parses in one child only queue.
-        return _CountingPool(processes=self.workers, childconcurrency=1, maxtasksperchild=0)
+        _adopt_manager()
+        return _CountingPool(
+            processes=self.workers,
+            childconcurrency=1,
+            maxtasksperchild=0,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     async def start(self) -> None:
         if self._pool is None:

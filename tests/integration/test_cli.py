@@ -116,3 +116,71 @@ def test_embedded_postgres_path(tmp_path: Path, upstream_url: str) -> None:
     assert (tmp_path / "var" / "pgdata" / "PG_VERSION").exists()
     # The last process using the embedded server stopped it.
     assert not (tmp_path / "var" / "pgdata" / "postmaster.pid").exists()
+
+
+def test_status_shows_nodes_shards_and_runs(upstream_url: str) -> None:
+    _etl("sources", "import", f"{upstream_url}/sources.jsonl")
+    _etl("run-once")
+    out = _etl("status")
+    assert "shard sizes (slot: sources) — 0:" in out
+    assert "last runs" in out
+    assert "/api/quests/" in out or "/shops/" in out or "/api/items/" in out
+
+
+def _consecutive_free_ports(n: int) -> int:
+    import socket
+
+    for _ in range(50):
+        base = servers.free_port()
+        sockets = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no run of free ports")
+
+
+@pytest.mark.embedded
+def test_demo_runs_three_nodes_on_the_embedded_database(tmp_path: Path) -> None:
+    """The README's first command, bounded: ``etl demo --seconds N`` with DATABASE_URL unset."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["ETL_VAR_DIR"] = str(tmp_path / "var")
+    base = _consecutive_free_ports(4)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            "demo",
+            "--seconds",
+            "20",
+            "--port",
+            str(base),
+            "--upstream-port",
+            str(base + 3),
+            "--items",
+            "300",
+            "--shops",
+            "5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "shardetl demo — 3 nodes, N=3" in out
+    assert f"http://127.0.0.1:{base}/graphql" in out
+    assert "registered" in out
+    # Everything stopped: nodes, upstream and the embedded server.
+    assert not (tmp_path / "var" / "pgdata" / "postmaster.pid").exists()
+    assert "demo-1" in (tmp_path / "var" / "demo.log").read_text() or "demo-1" in out
