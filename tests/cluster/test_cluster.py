@@ -175,7 +175,11 @@ def test_dynamic_scale_3_to_4_to_2(cluster: Cluster) -> None:
             cluster.start(f"n{i}", **env)
         for i in range(3):
             cluster.wait_started(f"n{i}")
-        assert {cluster.readyz(f"n{i}")[1]["node_count"] for i in range(3)} == {3}
+        processes.wait_for(
+            lambda: {cluster.readyz(f"n{i}")[1].get("node_count") for i in range(3)} == {3},
+            timeout=30,
+            what="all three to agree on N=3",
+        )
         processes.wait_for(
             lambda: Source.objects.filter(last_status="ok").count() >= total // 4,
             timeout=120,
