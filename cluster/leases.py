@@ -30,6 +30,7 @@ class Claimed:
     etag: str
     last_modified: str
     cursor: int | None
+    run_id: int  # the TaskRun opened by the claim ("running" until the run ends)
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -67,23 +68,37 @@ def claim_due(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            UPDATE ingest_source s
-            SET lease_owner = %(node)s,
-                lease_until = now() + make_interval(secs => %(lease)s)
-            FROM (
-                SELECT id FROM ingest_source
-                WHERE enabled
-                  AND (next_run_at IS NULL
-                       OR next_run_at <= LEAST(now(), COALESCE(%(due_before)s, now())))
-                  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = '')
-                  AND {owned}
-                ORDER BY next_run_at NULLS FIRST, id
-                LIMIT %(limit)s
-                FOR UPDATE SKIP LOCKED
-            ) due
-            WHERE s.id = due.id
-            RETURNING s.id, s.url, s.parser, s.options, s.schedule, s.etag,
-                      s.last_modified, s.cursor
+            WITH claimed AS (
+                UPDATE ingest_source s
+                SET lease_owner = %(node)s,
+                    lease_until = now() + make_interval(secs => %(lease)s)
+                FROM (
+                    SELECT id FROM ingest_source
+                    WHERE enabled
+                      AND (next_run_at IS NULL
+                           OR next_run_at <= LEAST(now(), COALESCE(%(due_before)s, now())))
+                      AND (lease_until IS NULL OR lease_until < now() OR lease_owner = '')
+                      AND {owned}
+                    ORDER BY next_run_at NULLS FIRST, id
+                    LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED
+                ) due
+                WHERE s.id = due.id
+                RETURNING s.id, s.url, s.parser, s.options, s.schedule, s.etag,
+                          s.last_modified, s.cursor
+            ), opened AS (
+                -- The run is recorded in the same statement: one round trip, and a node
+                -- that dies right after the claim still leaves an unfinished run behind.
+                INSERT INTO cluster_taskrun (node, job, source_id, started_at, status, rows_in,
+                    rows_out, rows_rejected, bytes, attempts, error, rejections)
+                SELECT %(node)s, 'source:' || parser, id, now(), 'running', 0, 0, 0, 0, 0,
+                       '', '[]'::jsonb
+                FROM claimed
+                RETURNING id, source_id
+            )
+            SELECT c.id, c.url, c.parser, c.options, c.schedule, c.etag, c.last_modified,
+                   c.cursor, o.id
+            FROM claimed c JOIN opened o ON o.source_id = c.id
             """,
             {
                 **params,
@@ -104,6 +119,7 @@ def claim_due(
             etag=row[5],
             last_modified=row[6],
             cursor=row[7],
+            run_id=row[8],
         )
         for row in rows
     ]

@@ -69,7 +69,11 @@ class Observation(models.Model):
     """A value of an item seen by a source; one per (source, item), replaced per run."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="observations")
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="observations")
+    # Indexed by the unique (source, item) constraint already: a second index would only
+    # slow every load down.
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, related_name="observations", db_index=False
+    )
     value = models.FloatField()
     observed_at = models.DateTimeField()
 
@@ -77,7 +81,6 @@ class Observation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "item"], name="observation_source_item")
         ]
-        indexes = [models.Index(fields=["item"], name="observation_item_idx")]
 
 
 class Quest(models.Model):

@@ -107,9 +107,7 @@ async def _one_page(
 
 async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     """Run one claimed source to the end and record it; see the module docstring."""
-    run_id = await db.call(
-        runs.start, node=ctx.node, job=f"source:{source.parser}", source_id=source.id
-    )
+    run_id = source.run_id
     tally = runs.RunTally()
     try:
         cursor = source.cursor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from django.db import connection
 from django.utils import timezone
 
@@ -69,14 +70,22 @@ def finish_source(
 ) -> None:
     """Close the run, store the source's outcome, schedule it and release our lease.
 
-    A node whose lease was taken over (or already released by the node that took it
-    over) records its run but leaves the source alone: the other outcome counts.
+    One statement for both. A node whose lease was taken over (or already released by
+    the node that took it over) records its run but leaves the source alone: the other
+    outcome counts.
     """
-    finish(run_id, tally)
     failed = tally.status == TaskRun.Status.FAILED
     with connection.cursor() as cursor:
         cursor.execute(
             """
+            WITH run AS (
+                UPDATE cluster_taskrun
+                SET finished_at = now(), status = %(status)s, rows_in = %(rows)s,
+                    rows_out = %(rows_out)s, rows_rejected = %(rejected)s, bytes = %(bytes)s,
+                    attempts = %(attempts)s, error = %(run_error)s,
+                    rejections = %(rejections)s::jsonb
+                WHERE id = %(run)s
+            )
             UPDATE ingest_source
             SET next_run_at = CASE
                     WHEN %(failed)s THEN LEAST(%(next)s, now() + make_interval(
@@ -93,11 +102,18 @@ def finish_source(
             WHERE id = %(id)s AND lease_owner = %(node)s
             """,
             {
+                "run": run_id,
                 "next": next_run_at,
                 "status": tally.status,
                 "error": tally.error[:2000],
+                "run_error": tally.error[:10_000],
                 "failed": failed,
                 "rows": tally.rows_in,
+                "rows_out": tally.rows_out,
+                "rejected": tally.rows_rejected,
+                "bytes": tally.bytes,
+                "attempts": tally.attempts,
+                "rejections": orjson.dumps(tally.rejections).decode(),
                 "node": node,
                 "id": source_id,
                 "base": RETRY_BASE_SECONDS,
