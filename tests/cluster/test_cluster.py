@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,22 @@ def _loaded_matches(meta: dict[str, int]) -> None:
     assert Observation.objects.count() == meta["observations"]
 
 
+QUERY = """{
+  counts { items observations quests trades sources failingSources }
+  items(order: {key: ASC}, pagination: {limit: 25}) {
+    key name value requiredFor { quantity quest { key title } }
+  }
+}"""
+
+
+def _graphql(url: str) -> dict[str, Any]:
+    response = httpx.post(f"{url}/graphql", json={"query": QUERY}, timeout=30)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body
+
+
 def _three_nodes_each_fetch_their_share(cluster: Cluster, envs: dict[str, dict[str, str]]) -> None:
     with servers.serve(build_app(SMALL)) as upstream:
         meta = httpx.get(f"{upstream}/api/meta").json()
@@ -36,8 +53,15 @@ def _three_nodes_each_fetch_their_share(cluster: Cluster, envs: dict[str, dict[s
         for name in envs:
             cluster.wait_started(name)
         processes.wait_for(all_done(total), timeout=120, what="every source loaded")
+        answers = {name: _graphql(cluster.url(name)) for name in envs}
         codes = cluster.stop_all()
         counts = fetch_counts(upstream)
+
+    # Any node answers any query, from the one database: the same answer everywhere.
+    first = next(iter(answers.values()))
+    assert first["data"]["counts"]["items"] == SMALL.items
+    assert len(first["data"]["items"]) == 25
+    assert all(answer == first for answer in answers.values())
 
     assert codes == dict.fromkeys(envs, 0)  # SIGTERM: each drained and exited 0
     assert not Source.objects.exclude(lease_owner="").exists()  # no lease left behind

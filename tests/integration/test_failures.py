@@ -52,6 +52,8 @@ BODIES: dict[str, bytes] = {
         ]
     ),
     "/big.json": _json([{"id": f"b{i}", "price": i} for i in range(20_000)]),
+    "/links.html": b'<html><body><a href="/a">A</a> <a href="b?x=1">B</a> <a href="/a">A again</a>'
+    b'<a name="no-href">none</a></body></html>',
 }
 
 
@@ -132,10 +134,10 @@ def _register(base: str) -> dict[str, Source]:
     made = {}
     for path in paths:
         url = base + path
-        parser = "quests-json" if path == "/quests.json" else "json"
-        options = (
-            {} if parser == "quests-json" else {"key": "id", "name": "title", "value": "price"}
-        )
+        parser, options = {
+            "/quests.json": ("quests-json", {}),
+            "/links.html": ("html", {"rows": "a[href]", "key": "@href", "name": "."}),
+        }.get(path, ("json", {"key": "id", "name": "title", "value": "price"}))
         made[path] = Source.objects.create(
             url=url, parser=parser, options=options, shard_hash=sharding.stable_hash(url)
         )
@@ -203,6 +205,13 @@ async def test_each_bad_source_fails_alone_with_its_reason() -> None:
         async for o in Observation.objects.filter(source=made["/dup.json"]).select_related("item")
     }
     assert values == {"d": 2.0, "e": 5.0}  # the last row of a duplicated key wins
+
+    # The generic html parser: one observation per absolute link target (value 1).
+    links = {
+        o.item.key: (o.item.name, o.value)
+        async for o in Observation.objects.filter(source=made["/links.html"]).select_related("item")
+    }
+    assert links == {f"{base}/a": ("A again", 1.0), f"{base}/b?x=1": ("B", 1.0)}
 
     # A quest naming an item that is not loaded keeps the link by key.
     link = await QuestRequirement.objects.aget(quest__key="q1")

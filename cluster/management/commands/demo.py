@@ -111,6 +111,8 @@ class Command(BaseCommand):
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Ctrl-C reaches the demo only; it stops the nodes, then the upstream.
+                start_new_session=True,
             )
             procs.append(upstream)
             _wait_http(f"{up_url}/api/meta", time.monotonic() + 30, upstream)
@@ -126,6 +128,7 @@ class Command(BaseCommand):
                     env={**env, "ETL_NODE_NAME": f"demo-{i + 1}", "ETL_MEMBERSHIP": "dynamic"},
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
                 procs.append(node)
                 nodes.append((node, f"http://127.0.0.1:{port}"))
