@@ -28,7 +28,7 @@ def _table() -> Stats:
 def _group_by() -> Stats:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT item_id, avg(value::numeric)::float8, min(value), max(value), count(*)"
+            "SELECT item_id, avg(value ORDER BY value), min(value), max(value), count(*)"
             " FROM ingest_observation GROUP BY item_id"
         )
         return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}  # type: ignore[misc]
