@@ -51,12 +51,24 @@ _STAGING = {
 }
 
 
+# Binary COPY where every column's Python value maps to its type without parsing (trades
+# keep text: their times arrive as ISO strings).
+_BINARY = {
+    "items": ["int4", "text", "text", "text", "float8"],
+    "observations": ["int4", "text", "text", "float8"],
+}
+
+
 def _stage(cursor: Any, table: str, rows: Iterable[Sequence[Any]]) -> None:
     columns = ", ".join(col.split()[0] for col in _STAGING[table].split(", "))
     cursor.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ({_STAGING[table]}) ON COMMIT DELETE ROWS"
     )
-    with cursor.cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN") as copy:
+    types = _BINARY.get(table)
+    binary = " (FORMAT BINARY)" if types else ""
+    with cursor.cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -105,6 +117,26 @@ def _load_observations(cursor: Any, batch: Batch) -> int:
     )
     if cursor.rowcount:
         _resolve_dangling(cursor, "stage_observations")
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM ingest_observation WHERE source_id = %s)",
+        [batch.source_id],
+    )
+    row = cursor.fetchone()
+    if not (row and row[0]):
+        # First load of this source (its row is locked: no one else is loading it):
+        # nothing to replace or update, so a plain INSERT.
+        cursor.execute(
+            """
+            INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
+            SELECT i.id, %s, s.value, now()
+            FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
+                  ORDER BY key, seq DESC) s
+            JOIN ingest_item i ON i.key = s.key
+            """,
+            [batch.source_id],
+        )
+        inserted: int = cursor.rowcount
+        return inserted
     # The source's observations are replaced by this run: keys gone from the page go.
     # (Triggers mark the items whose observations change for the aggregation pass.)
     cursor.execute(
