@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
+from cluster import leases
 from cluster.models import Node, TaskRun
 from ingest.models import Source
 
@@ -41,18 +42,9 @@ class ClusterStatus:
     last_runs: list[TaskRun] = field(default_factory=list)
 
 
-def _now() -> datetime:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT now()")
-        row = cursor.fetchone()
-        assert row is not None
-        now: datetime = row[0]
-        return now
-
-
 def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
     """One consistent-enough snapshot (sync; a handful of queries)."""
-    now = _now()
+    now = leases.db_now()
     minute_ago = now - timedelta(minutes=1)
     activity = {
         row["node"]: row

@@ -20,7 +20,7 @@ from ingest.models import (
     Source,
     Trade,
 )
-from tests.support import processes, servers
+from tests.support import processes, servers, tables
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,15 +38,6 @@ def _meta(url: str) -> dict[str, int]:
         return httpx.get(f"{url}/api/meta", timeout=2).json()  # type: ignore[no-any-return]
     except httpx.HTTPError:
         return {}
-
-
-def _snapshot() -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
-    rows += Item.objects.order_by("id").values_list("id", "name", "value", "updated_at")
-    rows += Observation.objects.order_by("id").values_list("id", "value", "observed_at")
-    rows += QuestRequirement.objects.order_by("id").values_list("id", "item_id", "quantity")
-    rows += Trade.objects.order_by("id").values_list("id", "price")
-    return rows
 
 
 def test_import_then_run_once_loads_what_meta_declares() -> None:
@@ -71,7 +62,7 @@ def test_import_then_run_once_loads_what_meta_declares() -> None:
         assert Observation.objects.count() == meta["observations"]
 
         # Everything due again: ETags make the second pass change nothing, parse nothing.
-        before = _snapshot()
+        before = tables.snapshot()
         Source.objects.update(next_run_at=None)
         runs_before = TaskRun.objects.count()
         _etl("run-once")
@@ -84,7 +75,7 @@ def test_import_then_run_once_loads_what_meta_declares() -> None:
             ("trades-json", "ok"),  # incremental: asked for ids above the cursor, got none
         }
         assert sum(r.rows_in for r in second) == 0
-        assert _snapshot() == before
+        assert tables.snapshot() == before
     finally:
         processes.stop(upstream)
 

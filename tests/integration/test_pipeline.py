@@ -11,36 +11,11 @@ from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, sources
 from ingest.models import (
-    Item,
-    Observation,
-    Quest,
-    QuestRequirement,
-    QuestReward,
     Source,
-    Trade,
 )
+from tests.support import tables
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _counts() -> dict[str, int]:
-    return {
-        "items": Item.objects.count(),
-        "quests": Quest.objects.count(),
-        "required_links": QuestRequirement.objects.filter(item__isnull=False).count(),
-        "reward_links": QuestReward.objects.filter(item__isnull=False).count(),
-        "trades": Trade.objects.count(),
-        "observations": Observation.objects.count(),
-    }
-
-
-def _snapshot() -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
-    rows += Item.objects.order_by("key").values_list("key", "name", "value", "updated_at")
-    rows += Observation.objects.order_by("id").values_list("id", "value", "observed_at")
-    rows += QuestRequirement.objects.order_by("id").values_list("id", "item_id", "quantity")
-    rows += Trade.objects.order_by("id").values_list("id", "price")
-    return rows
 
 
 async def _register(upstream_url: str) -> int:
@@ -58,17 +33,17 @@ async def test_run_once_loads_exactly_what_the_upstream_declares(upstream_url: s
 
     summary = await batch.run_due(Settings.from_env(), membership.Everything())
     assert summary.failures == []
-    counts = await sync_to_async(_counts)()
+    counts = await sync_to_async(tables.counts)()
     assert counts == {k: meta[k] for k in counts}
     assert await Source.objects.filter(last_status="ok").acount() == created
 
     # Second pass: every source due again; ETags make it a no-op that parses nothing.
-    before = await sync_to_async(_snapshot)()
+    before = await sync_to_async(tables.snapshot)()
     await Source.objects.aupdate(next_run_at=None)
     again = await batch.run_due(Settings.from_env(), membership.Everything())
     assert again.failures == []
     assert again.by_status == {"unchanged": created - 1, "ok": 1}  # trades: nothing new
-    assert await sync_to_async(_snapshot)() == before
+    assert await sync_to_async(tables.snapshot)() == before
     trades_run = await TaskRun.objects.filter(source__parser="trades-json").alatest("started_at")
     assert trades_run.rows_in == 0
 
