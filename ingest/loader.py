@@ -141,18 +141,18 @@ def _load_observations(cursor: Any, batch: Batch) -> int:
     # (Triggers mark the items whose observations change for the aggregation pass.)
     cursor.execute(
         """
-        WITH gone AS (
-            DELETE FROM ingest_observation o
-            WHERE o.source_id = %(source)s AND NOT EXISTS (
-                SELECT 1 FROM stage_observations s JOIN ingest_item i ON i.key = s.key
-                WHERE i.id = o.item_id)
-            RETURNING o.item_id
-        ), written AS (
-            INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
-            SELECT i.id, %(source)s, s.value, now()
+        WITH r AS MATERIALIZED (  -- keys resolved to item ids once, for both statements
+            SELECT i.id AS item_id, s.value
             FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
                   ORDER BY key, seq DESC) s
             JOIN ingest_item i ON i.key = s.key
+        ), gone AS (
+            DELETE FROM ingest_observation o
+            WHERE o.source_id = %(source)s AND o.item_id NOT IN (SELECT item_id FROM r)
+            RETURNING o.item_id
+        ), written AS (
+            INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
+            SELECT item_id, %(source)s, value, now() FROM r
             ON CONFLICT (source_id, item_id) DO UPDATE
             SET value = EXCLUDED.value, observed_at = EXCLUDED.observed_at
             WHERE ingest_observation.value IS DISTINCT FROM EXCLUDED.value
