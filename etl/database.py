@@ -8,6 +8,7 @@ one-off ``etl sources list`` can share it safely.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -29,6 +30,25 @@ def var_dir() -> Path:
 _socket_dir: str | None = None
 
 
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that died without deregistering from pgserver's list of users.
+
+    pgserver stops the server when the last process on its list exits; one killed with
+    SIGKILL never leaves the list, and the server would then outlive everyone.
+    """
+    import psutil
+    from pgserver.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not handles.exists():
+            return
+        pids = json.loads(handles.read_text() or "[]")
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
 def embedded_socket_dir() -> str:
     """Start (or reuse) the embedded PostgreSQL once per process; return its socket dir."""
     global _socket_dir
@@ -41,6 +61,7 @@ def embedded_socket_dir() -> str:
 
         pgdata = var_dir() / "pgdata"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
         socket_dir = server.get_postmaster_info().socket_dir
         _socket_dir = str(socket_dir) if socket_dir else str(pgdata)

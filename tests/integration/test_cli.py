@@ -175,3 +175,18 @@ def test_demo_runs_three_nodes_on_the_embedded_database(tmp_path: Path) -> None:
     # Everything stopped: nodes, upstream and the embedded server.
     assert not (tmp_path / "var" / "pgdata" / "postmaster.pid").exists()
     assert "demo-1" in (tmp_path / "var" / "demo.log").read_text() or "demo-1" in out
+
+
+@pytest.mark.embedded
+def test_embedded_server_stops_even_after_a_killed_user(tmp_path: Path) -> None:
+    """A process killed with SIGKILL never deregisters; the next users forget it."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["ETL_VAR_DIR"] = str(tmp_path / "var")
+    command = [sys.executable, "-m", "etl", "migrate", "-v", "0"]
+    subprocess.run(command, env=env, check=True, timeout=300)
+    handles = tmp_path / "var" / "pgdata" / ".handle_pids.json"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    handles.write_text(f"[{dead.pid}]")  # as if that process had been killed mid-way
+    subprocess.run(command, env=env, check=True, timeout=300)
+    assert not (tmp_path / "var" / "pgdata" / "postmaster.pid").exists()
