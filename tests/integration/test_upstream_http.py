@@ -16,8 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from ingest.upstream import Market, UpstreamConfig, build_app, data
+from ingest.upstream import Market, UpstreamConfig, build_app
 from tests.support import servers
+from tests.support.market import CountingMarket
 
 Start = Callable[..., str]
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -44,16 +45,6 @@ def start() -> Iterator[Start]:
             return stack.enter_context(servers.serve(build_app(config, market=market)))
 
         yield _start
-
-
-class CountingMarket(Market):
-    def __init__(self, config: UpstreamConfig) -> None:
-        super().__init__(config)
-        self.item_calls = 0
-
-    def item(self, index: int) -> data.Item:
-        self.item_calls += 1
-        return super().item(index)
 
 
 def fetch_all(base: str, headers: dict[str, str]) -> list[tuple[int, str | None, bytes]]:

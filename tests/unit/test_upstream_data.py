@@ -11,23 +11,12 @@ import pytest
 
 from ingest.upstream import data
 from ingest.upstream.data import Market, UpstreamConfig
+from tests.support.market import CountingMarket
 
 ROW = re.compile(
     r'<tr data-key="(item-\d{6})"><td class="key">\1</td>'
     r'<td class="name">([^<]*)</td><td class="price">(\d+\.\d\d)</td></tr>'
 )
-
-
-class CountingMarket(Market):
-    """Counts calls of the per-item generator, to prove pages are built lazily."""
-
-    def __init__(self, config: UpstreamConfig) -> None:
-        super().__init__(config)
-        self.item_calls = 0
-
-    def item(self, index: int) -> data.Item:
-        self.item_calls += 1
-        return super().item(index)
 
 
 def bodies(market: Market) -> list[bytes]:
