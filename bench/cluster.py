@@ -53,7 +53,7 @@ def _register(base: str, shops: int) -> int:
 
     _common.execute(
         "TRUNCATE ingest_observation, ingest_item, ingest_source, cluster_taskrun, cluster_node,"
-        " aggregates_itemstats, aggregates_dirtyitem RESTART IDENTITY CASCADE"
+        " aggregates_itemstats, aggregates_statdelta RESTART IDENTITY CASCADE"
     )
     Source.objects.bulk_create(
         Source(

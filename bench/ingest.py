@@ -125,7 +125,7 @@ def reset_tables() -> None:
 
 
 def _derived_tables() -> list[str]:
-    """What the aggregation pass keeps (its dirty-item set is filled by triggers on
+    """What the aggregation pass keeps (its delta log is filled by triggers on
     ``ingest_observation``)."""
     from django.apps import apps
 
@@ -133,7 +133,7 @@ def _derived_tables() -> list[str]:
 
 
 def empty_derived() -> None:
-    """As if the aggregation pass had run: every measured run starts with no dirty items."""
+    """As if the aggregation pass had run: every measured run starts with an empty delta log."""
     _common.execute(f"TRUNCATE {', '.join(_derived_tables())}")
 
 
@@ -366,11 +366,11 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
         "transaction, lease checked) per batch through etl.db.call, as the pipeline calls it. "
         "Baseline: the same rows as (item_id, source_id, value, observed_at), one text COPY "
         "with write_row in one transaction. Rows are built before timing; commits are timed; "
-        "both sides pay the same deferred FK checks and dirty-item triggers.",
-        "State: ingest_observation and the dirty-item set are TRUNCATEd before the COPY and "
+        "both sides pay the same deferred FK checks and delta-log triggers.",
+        "State: ingest_observation and the delta log are TRUNCATEd before the COPY and "
         "fresh runs; ANALYZE ingest_item once; ingest_observation is not analysed before the "
         "fresh runs (empty, as at a first ingest); VACUUM ANALYZE ingest_observation and an "
-        "empty dirty-item set before the unchanged and update runs, which re-load the "
+        "empty delta log before the unchanged and update runs, which re-load the "
         f"first {len(again):,} of the {data.sources:,} sources (--reload-share "
         f"{opts.reload_share:g}) on the full table. "
         f"synchronous_commit={_setting('synchronous_commit')}, "
