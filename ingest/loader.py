@@ -13,14 +13,18 @@ callers go through :mod:`etl.db`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.utils import OperationalError
 
 from ingest import records
 from ingest.exceptions import LeaseLost, LoadError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,8 +265,36 @@ def _lock_source(cursor: Any, batch: Batch) -> int | None:
     return cursor_before
 
 
+# Deadlock and serialization failures are the database asking for the transaction again:
+# it rolled everything back, so a retry is safe.
+_TRANSIENT = {"40P01", "40001"}
+ATTEMPTS = 3
+
+
 def load(batch: Batch) -> LoadOutcome:
-    """Write one parsed body in one transaction; raise LeaseLost if we lost the source."""
+    """Write one parsed body in one transaction; raise LeaseLost if we lost the source.
+
+    A transaction the server aborted as a deadlock victim or a serialization failure is
+    tried again, up to ``ATTEMPTS`` times in all.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _load_once(batch)
+        except OperationalError as exc:
+            code = getattr(exc.__cause__, "sqlstate", None)
+            if code not in _TRANSIENT or attempt == ATTEMPTS:
+                raise
+            log.warning(
+                "node=%s source=%d load attempt %d aborted by the server (%s); retrying",
+                batch.node,
+                batch.source_id,
+                attempt,
+                code,
+            )
+    raise AssertionError("unreachable")
+
+
+def _load_once(batch: Batch) -> LoadOutcome:
     result = batch.result
     with transaction.atomic(), connection.cursor() as cursor:
         cursor_before = _lock_source(cursor, batch)
@@ -279,11 +311,13 @@ def load(batch: Batch) -> LoadOutcome:
         new_cursor = cursor_before
         if result.next_cursor is not None:
             new_cursor = max(cursor_before or 0, result.next_cursor)
+        # consecutive_failures is left to runs.finish_source, which reports the streak a
+        # successful run ends (notifications: "source recovered").
         cursor.execute(
             """
             UPDATE ingest_source
             SET etag = %s, last_modified = %s, cursor = %s, last_fetched_at = now(),
-                last_status = 'ok', last_error = '', consecutive_failures = 0
+                last_status = 'ok', last_error = ''
             WHERE id = %s
             """,
             [batch.etag, batch.last_modified, new_cursor, batch.source_id],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ingest import loader
 from ingest.exceptions import LeaseLost
@@ -19,6 +21,7 @@ from ingest.records import (
     TradeRecord,
     to_rows,
 )
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -161,3 +164,60 @@ def test_one_batch_is_one_transaction(make_source: Callable[..., Source]) -> Non
         )
     assert not Item.objects.filter(key="ok").exists()
     assert connection.connection is None or not connection.in_atomic_block
+
+
+def test_a_deadlock_victim_is_loaded_again(
+    make_source: Callable[..., Source], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real deadlock: another session holds an item the load must update, then asks for
+    the source row the load has locked. PostgreSQL checks for a deadlock once per wait,
+    after ``deadlock_timeout``: the load's (5 s) runs out while both wait, the other's
+    (60 s) does not, so the load is the one aborted; the loader tries it again, and it
+    succeeds once the other session is done."""
+    src = make_source("http://h/items", "items-json")
+    _lease(src)
+    loader.load(_batch(src, "items", [ItemRecord(key="a", name="A", value=1.0)]))
+    holding = threading.Event()
+    errors: list[Exception] = []
+
+    def load_is_waiting(probe: BaseDatabaseWrapper) -> bool:
+        with probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            )
+            return bool(cursor.fetchone()[0])
+
+    def other_session() -> None:
+        # Django's connection objects belong to the thread that made them.
+        other = connections.create_connection("default")  # a second session
+        probe = connections.create_connection("default")
+        try:
+            other.set_autocommit(False)
+            with other.cursor() as cursor:
+                cursor.execute("SET deadlock_timeout = '60s'")
+                cursor.execute("UPDATE ingest_item SET name = name WHERE key = 'a'")
+                holding.set()
+                wait_for(
+                    lambda: load_is_waiting(probe), timeout=30, what="the load to wait for item a"
+                )
+                cursor.execute("SELECT 1 FROM ingest_source WHERE id = %s FOR UPDATE", [src.pk])
+            other.commit()
+        except Exception as exc:  # noqa: BLE001 - reported by the test's own thread
+            errors.append(exc)
+        finally:
+            other.close()
+            probe.close()
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        with connection.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '5s'")
+        outcome = loader.load(_batch(src, "items", [ItemRecord(key="a", name="A2", value=2.0)]))
+    finally:
+        thread.join(timeout=60)
+    assert not errors
+    assert "load attempt 1 aborted by the server (40P01); retrying" in caplog.text
+    assert outcome.rows_out == 1
+    assert Item.objects.get(key="a").name == "A2"
