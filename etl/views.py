@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness, metrics and a plain status page."""
+"""Operational endpoints: liveness, readiness and metrics (the status page: etl.status_page)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cluster import metrics as cluster_metrics
 from cluster import runtime
 from etl import db
 
@@ -25,8 +26,9 @@ def _database_ok() -> bool:
 
 
 async def readyz(request: HttpRequest) -> HttpResponse:
-    """Ready when the database answers and the node runtime has started."""
-    db_ok = await db.call(_database_ok)
+    """Ready when the database answers, the runtime has started and the node agrees on N."""
+    # The control thread: a probe must not time out queued behind a long load.
+    db_ok = await db.control(_database_ok)
     node = runtime.current()
     body: dict[str, object] = {"database": db_ok, "runtime": node is not None and node.started}
     ready = db_ok and node is not None and node.ready
@@ -41,10 +43,6 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
-
-
-async def status_page(request: HttpRequest) -> HttpResponse:
-    node = runtime.current()
-    name = node.settings.node_name if node is not None else "(no runtime)"
-    return HttpResponse(f"shardetl node {name}\n", content_type="text/plain; charset=utf-8")
+    """Prometheus text: the process's counters plus gauges taken now (docs/operations.md)."""
+    scrape = await cluster_metrics.scrape(runtime.current())
+    return HttpResponse(generate_latest(scrape), content_type=CONTENT_TYPE_LATEST)

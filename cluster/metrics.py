@@ -1,0 +1,180 @@
+"""What ``/metrics`` shows beyond the pipeline's counters: this node and its cluster.
+
+Gauges are computed when Prometheus scrapes, never kept up to date in between: slot, N
+and in-flight runs from the node runtime's view, and the source gauges from one query
+(:func:`sample`) over ``ingest_source``. Overdue means due for longer than
+:data:`OVERDUE_AFTER` — the grace ``etl status`` uses too — counting a never-fetched
+source from the moment it was registered.
+
+Shard gauges (``shardetl_sources_due`` …) count this node's shard as its view has it,
+so ``sum()`` over the nodes is the cluster; ``shardetl_cluster_*`` count every source
+and are the same on every node (``max()`` them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db import connection
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+import etl
+from cluster.status import OVERDUE_AFTER
+from etl import db
+
+if TYPE_CHECKING:
+    from cluster.runtime import NodeRuntime
+
+log = logging.getLogger(__name__)
+
+JOB_RUNS = Counter(
+    "shardetl_job_runs_total", "Cron job runs of this node by job and outcome", ["job", "status"]
+)
+
+_SAMPLE = """
+SELECT count(*),
+       count(*) FILTER (WHERE due),
+       count(*) FILTER (WHERE overdue),
+       count(*) FILTER (WHERE due AND mine),
+       count(*) FILTER (WHERE overdue AND mine),
+       count(*) FILTER (WHERE lease_owner <> '' AND lease_owner = %(node)s
+                               AND lease_until > now())
+FROM (
+    SELECT lease_owner, lease_until,
+           next_run_at IS NULL OR next_run_at <= now() AS due,
+           COALESCE(next_run_at, created_at) < now() - make_interval(secs => %(grace)s)
+               AS overdue,
+           mod(shard_hash, %(count)s) = %(slot)s AS mine
+    FROM ingest_source WHERE enabled
+) s
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """Source figures at one moment (enabled sources only)."""
+
+    sources: int
+    due: int
+    overdue: int
+    shard_due: int
+    shard_overdue: int
+    leases_held: int
+
+
+def sample(*, node: str, slot: int | None, count: int) -> Sample:
+    """One query over ``ingest_source`` (sync; call through ``etl.db``)."""
+    if slot is None or count < 1:  # not placed yet: no shard, and no mod(…, 0)
+        slot, count = -1, 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SAMPLE,
+            {"node": node, "slot": slot, "count": count, "grace": OVERDUE_AFTER.total_seconds()},
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return Sample(
+        sources=row[0],
+        due=row[1],
+        overdue=row[2],
+        shard_due=row[3],
+        shard_overdue=row[4],
+        leases_held=row[5],
+    )
+
+
+def _gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scrape:
+    """A collector for one scrape: the process registry plus this moment's gauges."""
+
+    node: NodeRuntime | None
+    sample: Sample | None
+    registry: Collector = REGISTRY
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.registry.collect()
+        yield from self._node()
+        yield from self._sources()
+
+    def _node(self) -> Iterator[Metric]:
+        node = self.node
+        if node is None:  # no runtime in this process (a management command, a test)
+            return
+        yield _gauge(
+            "shardetl_node_info",
+            "This node: name, identity mode and version (always 1)",
+            1,
+            node=node.name,
+            mode=node.ident.mode,
+            version=etl.__version__,
+        )
+        if node.view.slot is not None:
+            yield _gauge("shardetl_node_slot", "This node's slot", node.view.slot)
+        yield _gauge(
+            "shardetl_node_count", "N: slots in the cluster, as this node sees it", node.view.count
+        )
+        yield _gauge(
+            "shardetl_node_ready",
+            "1 when started, placed and in agreement with the cluster (/readyz)",
+            int(node.ready),
+        )
+        yield _gauge(
+            "shardetl_runs_in_flight", "Source runs in progress on this node", len(node.inflight)
+        )
+
+    def _sources(self) -> Iterator[Metric]:
+        yield _gauge(
+            "shardetl_database_up",
+            "1 when this scrape's source query succeeded",
+            int(self.sample is not None),
+        )
+        s = self.sample
+        if s is None:
+            return
+        yield _gauge("shardetl_cluster_sources", "Enabled sources in the cluster", s.sources)
+        yield _gauge("shardetl_cluster_sources_due", "Enabled sources due now, cluster-wide", s.due)
+        yield _gauge(
+            "shardetl_cluster_sources_overdue",
+            f"Sources due for more than {OVERDUE_AFTER.total_seconds():.0f} s, cluster-wide",
+            s.overdue,
+        )
+        if self.node is None:
+            return
+        yield _gauge("shardetl_leases_held", "Source leases this node holds", s.leases_held)
+        if self.node.view.slot is None:
+            return
+        yield _gauge("shardetl_sources_due", "Sources due now in this node's shard", s.shard_due)
+        yield _gauge(
+            "shardetl_sources_overdue",
+            f"Sources due for more than {OVERDUE_AFTER.total_seconds():.0f} s in this node's shard",
+            s.shard_overdue,
+        )
+
+
+async def scrape(node: NodeRuntime | None) -> Scrape:
+    """Take this scrape's sample; a database that does not answer zeroes ``database_up``."""
+    view = node.view if node is not None else None
+    try:
+        # The control thread: a scrape must not queue behind a long load on the shared one.
+        taken: Sample | None = await db.control(
+            sample,
+            node=node.name if node is not None else "",
+            slot=view.slot if view is not None else None,
+            count=view.count if view is not None else 0,
+        )
+    except Exception:
+        log.warning("metrics: the source query failed", exc_info=True)
+        taken = None
+    return Scrape(node=node, sample=taken)
