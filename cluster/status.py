@@ -1,4 +1,8 @@
-"""What the cluster is doing: the data behind ``etl status``, the demo view and ``/``."""
+"""What the cluster is doing: the data behind ``etl status``, the demo view and ``/``.
+
+Every function here is sync (a handful of queries each): async callers go through
+``etl.db.call``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Now
 
+from aggregates.models import ItemStats
 from cluster import leases
 from cluster.models import Node, TaskRun
 from ingest.models import Source
@@ -40,6 +46,41 @@ class ClusterStatus:
     overdue: int
     failing: list[tuple[str, str, int]]  # url, last error, consecutive failures
     last_runs: list[TaskRun] = field(default_factory=list)
+    failing_total: int = 0  # ``failing`` holds only the worst few
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceLine:
+    """A source as the status page lists it (due, overdue or failing)."""
+
+    url: str
+    parser: str
+    enabled: bool
+    last_status: str
+    last_error: str
+    consecutive_failures: int
+    next_run_at: datetime | None
+    last_fetched_at: datetime | None
+    lease_owner: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Minute:
+    """Rows loaded by the source runs that finished in one minute."""
+
+    start: datetime
+    rows: int
+    runs: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopItem:
+    key: str
+    name: str
+    count: int
+    avg: float
+    min: float
+    max: float
 
 
 def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
@@ -73,8 +114,7 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
                 errors_last_minute=act.get("errors") or 0,
             )
         )
-    counts = [n.node_count for n in nodes if n.alive and n.node_count]
-    n = max(counts) if counts else 1
+    n = _count(nodes)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT mod(shard_hash, %s), count(*) FROM ingest_source GROUP BY 1 ORDER BY 1", [n]
@@ -96,4 +136,91 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
             .values_list("url", "last_error", "consecutive_failures")[:failing]
         ),
         last_runs=list(TaskRun.objects.select_related("source").order_by("-started_at")[:runs]),
+        failing_total=Source.objects.filter(last_status=TaskRun.Status.FAILED).count(),
     )
+
+
+def _count(nodes: list[NodeStatus]) -> int:
+    # The N that live nodes believe in; several beliefs (mid-rescale) show the largest.
+    counts = [n.node_count for n in nodes if n.alive and n.node_count]
+    return max(counts) if counts else 1
+
+
+def live_node_count(*, ttl: float) -> int:
+    """N as the live nodes see it (1 when none is alive): what ``shard_hash % N`` uses."""
+    count: int | None = (
+        Node.objects.filter(heartbeat_at__gt=Now() - timedelta(seconds=ttl))
+        .order_by("-node_count")
+        .values_list("node_count", flat=True)
+        .first()
+    )
+    return count if count and count > 0 else 1
+
+
+_LINE_FIELDS = (
+    "url",
+    "parser",
+    "enabled",
+    "last_status",
+    "last_error",
+    "consecutive_failures",
+    "next_run_at",
+    "last_fetched_at",
+    "lease_owner",
+)
+
+
+def due_sources(*, now: datetime, limit: int = 10) -> list[SourceLine]:
+    """Enabled sources whose time has come, longest waiting first (never fetched first)."""
+    due = Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
+    rows = (
+        Source.objects.filter(due, enabled=True)
+        .order_by(F("next_run_at").asc(nulls_first=True), "id")
+        .values(*_LINE_FIELDS)[:limit]
+    )
+    return [SourceLine(**row) for row in rows]
+
+
+def failing_sources(*, limit: int = 10) -> list[SourceLine]:
+    """Sources whose latest run failed, the longest failure streaks first."""
+    rows = (
+        Source.objects.filter(last_status=TaskRun.Status.FAILED)
+        .order_by("-consecutive_failures", "url")
+        .values(*_LINE_FIELDS)[:limit]
+    )
+    return [SourceLine(**row) for row in rows]
+
+
+def rows_per_minute(*, now: datetime, minutes: int = 60) -> list[Minute]:
+    """Rows loaded per minute by source runs that finished in the last ``minutes``.
+
+    Oldest first, one entry per minute (zeros included), the current minute last.
+    """
+    end = now.replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT date_trunc('minute', finished_at) AS minute, sum(rows_in), count(*)
+            FROM cluster_taskrun
+            WHERE source_id IS NOT NULL AND finished_at >= %s
+            GROUP BY 1
+            """,
+            [start],
+        )
+        found = {minute: (int(rows or 0), int(count)) for minute, rows, count in cursor}
+    buckets = []
+    for i in range(minutes):
+        at = start + timedelta(minutes=i)
+        rows, count = found.get(at, (0, 0))
+        buckets.append(Minute(start=at, rows=rows, runs=count))
+    return buckets
+
+
+def top_items(*, limit: int = 10) -> list[TopItem]:
+    """The items with the most observations (``ItemStats.count``), then the highest average."""
+    rows = ItemStats.objects.select_related("item").order_by("-count", "-avg", "item__key")
+    return [
+        TopItem(key=s.item.key, name=s.item.name, count=s.count, avg=s.avg, min=s.min, max=s.max)
+        for s in rows[:limit]
+    ]

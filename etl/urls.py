@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from etl import views
+from etl import static_files, status_page, views
 from etl.graphql import view as graphql
 
 urlpatterns = [
@@ -13,6 +13,7 @@ urlpatterns = [
     path("readyz", views.readyz),
     path("metrics", views.metrics),
     path("admin/", admin.site.urls),
-    path("", views.status_page),
+    re_path(r"^static/(?P<path>.+)$", static_files.serve),  # the admin's CSS and JS
+    path("", status_page.status_page),
     path("graphql", graphql.graphql_view()),
 ]

@@ -1,0 +1,217 @@
+"""Admin for sources (with the operator's actions) and, read-mostly, for items.
+
+The slot column and filter use the N the live nodes believe in, read once per page.
+Actions are single ``UPDATE`` statements using the database's clock, the clock the
+claim statement (``cluster.leases``) compares ``next_run_at`` with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models.functions import Now
+from django.db.models.lookups import Exact
+from django.http import HttpRequest, HttpResponse
+
+from cluster import sharding, status
+from cluster.models import TaskRun
+from etl.config import Settings
+from ingest import parsers, sources
+from ingest.exceptions import InvalidSource
+from ingest.models import Item, Source
+
+_N_ATTR = "_shardetl_node_count"
+
+
+def node_count(request: HttpRequest) -> int:
+    """N for this request (looked up once; the filter and the column share it)."""
+    n: int | None = getattr(request, _N_ATTR, None)
+    if n is None:
+        n = status.live_node_count(ttl=Settings.from_env().node_ttl)
+        setattr(request, _N_ATTR, n)
+    return n
+
+
+class SlotFilter(admin.SimpleListFilter):
+    title = "slot (shard_hash mod N)"
+    parameter_name = "slot"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(slot), f"slot {slot}") for slot in range(node_count(request))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Source]) -> QuerySet[Source]:
+        value = self.value()
+        if value is None or not value.isdigit():
+            return queryset
+        return queryset.filter(Exact(F("shard_hash") % node_count(request), int(value)))
+
+
+class SourceForm(forms.ModelForm):
+    parser = forms.ChoiceField(choices=[(name, name) for name in parsers.NAMES])
+
+    class Meta:
+        model = Source
+        fields = ("url", "parser", "schedule", "options", "enabled")
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return data
+        spec = sources.SourceSpec(
+            url=data["url"].strip(),
+            parser=data["parser"],
+            schedule=data["schedule"],
+            options=data.get("options") or {},
+        )
+        try:
+            sources.validate(spec)
+        except InvalidSource as exc:
+            raise forms.ValidationError(str(exc)) from None
+        data["url"] = spec.url
+        return data
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
+    list_display = (
+        "url",
+        "parser",
+        "enabled",
+        "shard_hash",
+        "slot",
+        "last_status",
+        "consecutive_failures",
+        "next_run_at",
+        "lease_owner",
+        "last_fetched_at",
+        "rows_loaded",
+    )
+    list_filter = ("last_status", "enabled", SlotFilter, "parser")
+    search_fields = ("url",)
+    ordering = ("url",)
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ("fetch_now", "disable", "enable", "reset_failures")
+    readonly_fields = (
+        "shard_hash",
+        "created_at",
+        "next_run_at",
+        "lease_owner",
+        "lease_until",
+        "etag",
+        "last_modified",
+        "cursor",
+        "last_status",
+        "last_error",
+        "last_fetched_at",
+        "rows_loaded",
+        "consecutive_failures",
+    )
+    fieldsets = (
+        (None, {"fields": ("url", "parser", "schedule", "options", "enabled")}),
+        (
+            "state (written by the nodes)",
+            {
+                "fields": (
+                    ("last_status", "consecutive_failures", "last_fetched_at", "rows_loaded"),
+                    "last_error",
+                    ("next_run_at", "lease_owner", "lease_until"),
+                    ("shard_hash", "created_at"),
+                    ("etag", "last_modified", "cursor"),
+                )
+            },
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
+        return super().get_queryset(request).annotate(slot=F("shard_hash") % node_count(request))
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        n = node_count(request)
+        extra = {"subtitle": f"slot = shard_hash mod {n} (N as the live nodes see it)"}
+        return super().changelist_view(request, {**extra, **(extra_context or {})})
+
+    @admin.display(description="slot", ordering="slot")
+    def slot(self, obj: Source) -> int | None:
+        slot: int | None = getattr(obj, "slot", None)  # annotated by get_queryset
+        return slot
+
+    def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
+        changed = set(form.changed_data)
+        if not change or "url" in changed:
+            obj.shard_hash = sharding.stable_hash(obj.url)
+            obj.etag, obj.last_modified, obj.cursor = "", "", None
+        if change and changed & {"url", "parser", "options"}:
+            # As `etl sources import` does: new parsing must not wait for a changed body.
+            obj.etag, obj.last_modified, obj.next_run_at = "", "", None
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Fetch now (due at once, skipping any retry backoff)")
+    def fetch_now(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        updated = queryset.update(next_run_at=Now())
+        self.message_user(request, f"{updated} source(s) due now; their nodes claim them.")
+        disabled = queryset.filter(enabled=False).count()
+        if disabled:
+            self.message_user(
+                request,
+                f"{disabled} of them disabled: not fetched until enabled.",
+                messages.WARNING,
+            )
+        running = queryset.exclude(lease_owner="").filter(lease_until__gt=Now()).count()
+        if running:
+            # The run in progress schedules its source when it ends, from its own outcome.
+            self.message_user(
+                request,
+                f"{running} of them being fetched right now: left to that run.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Disable (no node claims them)")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        updated = queryset.update(enabled=False)
+        self.message_user(
+            request, f"{updated} source(s) disabled; a run already in progress finishes."
+        )
+
+    @admin.action(description="Enable")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        updated = queryset.update(enabled=True)
+        self.message_user(request, f"{updated} source(s) enabled.")
+
+    @admin.action(description="Reset failures (forget the failure streak and last error)")
+    def reset_failures(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        updated = queryset.update(
+            consecutive_failures=0,
+            last_error="",
+            last_status=Case(
+                When(last_status=TaskRun.Status.FAILED, then=Value("")),
+                default=F("last_status"),
+            ),
+        )
+        self.message_user(request, f"{updated} source(s) reset.")
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    """Items belong to the loader, which rewrites them on every load: view and delete only.
+
+    Deleting one cascades to its observations; the aggregation pass sees that like any
+    other change, and a source that still yields the item brings it back.
+    """
+
+    list_display = ("key", "name", "value", "updated_at")
+    search_fields = ("key", "name")
+    ordering = ("key",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
