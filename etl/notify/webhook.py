@@ -1,0 +1,89 @@
+"""The webhook channel: a JSON POST that Slack and Discord incoming webhooks accept.
+
+Slack reads ``text``, Discord reads ``content`` (2,000 characters at most) and both
+ignore keys they do not know, so one body serves both, and the facts ride along under
+``shardetl`` for anything else (a generic receiver, an automation tool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+import etl
+from etl.notify.config import WebhookConfig
+from etl.notify.events import Message
+from etl.notify.exceptions import DeliveryError
+
+DISCORD_MAX = 2000
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+def payload(message: Message) -> dict[str, Any]:
+    """The JSON body for ``message``."""
+    return {
+        "content": _clip(message.text, DISCORD_MAX),
+        "text": message.text,
+        # Discord: an error text holding "@everyone" must not ping a whole server.
+        "allowed_mentions": {"parse": []},
+        "shardetl": {
+            "event": message.kind,
+            "subject": message.subject,
+            "node": message.node,
+            "at": message.at.isoformat(),
+            "fields": message.fields,
+        },
+    }
+
+
+@dataclass(kw_only=True)
+class WebhookChannel:
+    config: WebhookConfig
+    timeout: float = 10.0
+    transport: httpx.AsyncBaseTransport | None = None  # tests pass httpx.MockTransport
+    name: ClassVar[str] = "webhook"
+    _client: httpx.AsyncClient | None = field(default=None, init=False)
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self.transport,
+                timeout=self.timeout,
+                headers={"user-agent": f"shardetl/{etl.__version__}"},
+            )
+        return self._client
+
+    async def send(self, message: Message) -> None:
+        try:
+            response = await self._http().post(self.config.url, json=payload(message))
+        except httpx.HTTPError as exc:
+            # The exception's text, never the URL: it holds the webhook's secret token.
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from None
+        if response.is_success:
+            return
+        status = response.status_code
+        raise DeliveryError(
+            f"HTTP {status}: {_clip(' '.join(response.text.split()), 200)}",
+            retryable=status in {408, 429} or status >= 500,
+            retry_after=_retry_after(response),
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
