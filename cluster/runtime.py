@@ -1,7 +1,7 @@
 """The node runtime: HTTP client, parse pool, source dispatcher, cron scheduler.
 
 It starts and stops with the ASGI lifespan (``etl.asgi``). Shutdown (SIGTERM through
-uvicorn) stops claiming, lets in-flight runs finish for ``drain_seconds``, interrupts
+uvicorn) stops claiming, lets in-flight runs finish for ``ETL_DRAIN_SECONDS``, interrupts
 what is left (those runs release their leases, so another node picks the sources up at
 once) and releases every lease this node still holds.
 """
@@ -18,9 +18,10 @@ from datetime import datetime
 from typing import Any
 
 import etl
-from cluster import identity, leases, membership, scheduler, ticks, watchdog
+from cluster import identity, leases, membership, metrics, scheduler, ticks, watchdog
 from cluster.models import TaskRun
-from etl import db
+from etl import db, logs, notify
+from etl.chat import service as chat
 from etl.config import Settings
 from ingest import fetch, pipeline, runs
 from ingest.pool import ParsePool
@@ -47,6 +48,7 @@ def _record_job(
     if error is not None:
         tally.status = TaskRun.Status.FAILED
         tally.error = f"{type(error).__name__}: {error}"
+    metrics.JOB_RUNS.labels(job.name, tally.status).inc()
     runs.record(node=node, job=job.name, started_at=started, tally=tally)
 
 
@@ -55,14 +57,17 @@ class NodeRuntime:
     settings: Settings
     ident: identity.Identity
     tick: float = 1.0
-    drain_seconds: float = 15.0
     started: bool = False
     view: membership.View = field(default_factory=membership.View.nowhere)
     inflight: dict[int, asyncio.Task[runs.RunTally]] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _halt: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _keeper: asyncio.Task[None] | None = None
     _ctx: pipeline.Context | None = None
+    _notifier: notify.Notifier | None = None
+    _chat: chat.Chat | None = None
 
     @property
     def name(self) -> str:
@@ -86,24 +91,22 @@ class NodeRuntime:
         )
         if view.conflicts and view.conflicts != self.view.conflicts:
             log.warning(
-                "node=%s disagrees with the cluster: %s; it claims only sources no earlier "
+                "this node disagrees with the cluster: %s; it claims only sources no earlier "
                 "node's view assigns to itself",
-                self.name,
                 "; ".join(view.conflicts),
             )
         if view.warnings and view.warnings != self.view.warnings:
-            log.warning(
-                "node=%s: later nodes disagree and yield to it: %s",
-                self.name,
-                "; ".join(view.warnings),
-            )
+            log.warning("later nodes disagree and yield to this one: %s", "; ".join(view.warnings))
         if (view.slot, view.count) != (self.view.slot, self.view.count):
-            log.info("node=%s now slot %s of %d", self.name, view.slot, view.count)
+            log.info("now slot %s of %d", view.slot, view.count)
         self.view = view
 
     async def start(self) -> None:
         global _current
         s = self.settings
+        logs.set_node(self.name)
+        self._notifier = notify.from_env(node=self.name)  # a bad ETL_NOTIFY_* fails here
+        self._chat = await chat.start(node=self.name, node_ttl=s.node_ttl)  # ETL_SSH_*, DISCORD_*
         fetcher = fetch.Fetcher(
             limits=fetch.limits_from(s), user_agent=fetch.user_agent(etl.__version__, self.name)
         )
@@ -114,17 +117,18 @@ class NodeRuntime:
         cron = scheduler.Scheduler(
             jobs=scheduler.registered(), tick=self.tick, record=self._record, claim=self._claim
         )
+        if self._notifier is not None:
+            self._notifier.start()
+        self._keeper = asyncio.create_task(self._keepalive(), name="keepalive")
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
-            asyncio.create_task(self._keepalive(), name="keepalive"),
             asyncio.create_task(watchdog.Watchdog(self.name).run(self._stop), name="watchdog"),
             asyncio.create_task(cron.run(self._stop), name="cron"),
         ]
         self.started = True
         _current = self
         log.info(
-            "node=%s started: slot %d of %d (%s), %d parse workers",
-            self.name,
+            "started: slot %d of %d (%s), %d parse workers",
             self.ident.slot,
             self.ident.node_count,
             self.ident.mode,
@@ -134,6 +138,8 @@ class NodeRuntime:
     async def _record(
         self, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
     ) -> None:
+        if error is not None:
+            notify.job_failed(job=job.name, error=f"{type(error).__name__}: {error}")
         await db.call(_record_job, self.name, job, started, result, error)
 
     async def _claim(self, job: scheduler.Job, tick: datetime) -> bool:
@@ -153,7 +159,7 @@ class NodeRuntime:
                     lease_seconds=self.settings.lease_seconds,
                 )
             except Exception:
-                log.exception("node=%s could not claim sources", self.name)
+                log.exception("could not claim sources")
                 claimed = []
             for source in claimed:
                 task = asyncio.create_task(pipeline.run_source(self._ctx, source), name=source.url)
@@ -170,14 +176,21 @@ class NodeRuntime:
             # run_source records its own failures; this is the database failing under it.
             # The lease runs out and the source is retried.
             log.error(
-                "node=%s run of source %d crashed", self.name, source_id, exc_info=task.exception()
+                "run of source %d crashed",
+                source_id,
+                exc_info=task.exception(),
+                extra={"source": task.get_name()},  # the task is named after the URL
             )
 
     async def _keepalive(self) -> None:
         every = max(1.0, min(self.settings.node_ttl / 3, self.settings.lease_seconds / 3))
-        while not self._stop.is_set():
+        # Runs until the drain is over (``_halt``, not ``_stop``): draining runs keep
+        # their leases and the node its slot.
+        while not self._halt.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=every)
+                await asyncio.wait_for(self._halt.wait(), timeout=every)
+            if self._halt.is_set():
+                break
             began = time.monotonic()
             try:
                 await self._beat()
@@ -188,29 +201,32 @@ class NodeRuntime:
                     lease_seconds=self.settings.lease_seconds,
                 )
             except Exception:
-                log.exception("node=%s heartbeat failed", self.name)
+                log.exception("heartbeat failed")
             took = time.monotonic() - began
             if took > every:
-                log.warning(
-                    "node=%s heartbeat took %.1f s (TTL %d s)",
-                    self.name,
-                    took,
-                    self.settings.node_ttl,
-                )
+                log.warning("heartbeat took %.1f s (TTL %d s)", took, self.settings.node_ttl)
 
     async def stop(self) -> None:
         """Drain and stop; see the module docstring."""
         global _current
         self._stop.set()
         self._wake.set()
+        if self._chat is not None:  # chat sessions end first: no commands while draining
+            await self._chat.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         pending = list(self.inflight.values())
         if pending:
-            log.info("node=%s draining %d in-flight runs", self.name, len(pending))
-            _done, late = await asyncio.wait(pending, timeout=self.drain_seconds)
+            drain = self.settings.drain_seconds
+            log.info("draining %d in-flight runs (up to %d s)", len(pending), drain)
+            _done, late = await asyncio.wait(pending, timeout=drain)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        self._halt.set()
+        if self._keeper is not None:
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        if self._notifier is not None:  # after the drain: the last runs' failures go out
+            await self._notifier.stop()
         if self._ctx is not None:
             await self._ctx.pool.close()
             await self._ctx.fetcher.aclose()
@@ -218,4 +234,4 @@ class NodeRuntime:
         self.started = False
         if _current is self:
             _current = None
-        log.info("node=%s stopped; released %d leases", self.name, released)
+        log.info("stopped; released %d leases", released)

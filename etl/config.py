@@ -41,6 +41,7 @@ class Settings:
     per_host_concurrency: int
     max_body_bytes: int
     lease_seconds: int
+    drain_seconds: int = 15  # SIGTERM: how long in-flight runs may finish before release
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,4 +60,5 @@ class Settings:
             per_host_concurrency=_positive("ETL_PER_HOST_CONCURRENCY", 4),
             max_body_bytes=_positive("ETL_MAX_BODY_BYTES", 32 * 1024 * 1024),
             lease_seconds=_positive("ETL_LEASE_SECONDS", 60),
+            drain_seconds=_positive("ETL_DRAIN_SECONDS", 15),
         )

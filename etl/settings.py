@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from etl import database
+from etl import database, logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "etl.probes.ProbeMiddleware",  # first: kubelet and Prometheus use the pod IP as Host
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,7 +58,7 @@ ASGI_APPLICATION = "etl.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "etl" / "templates"],  # the status page (etl is no app)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -96,11 +97,26 @@ SESSION_COOKIE_SECURE = not DEBUG and _flag("ETL_SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 
+# ETL_LOG_FORMAT=plain (default) or json (one object a line; containers). Either way the
+# node and the source are fields of the record (etl/logs.py), not text in the message.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "etl.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "class": "etl.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "etl.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": logs.format_name(os.environ.get("ETL_LOG_FORMAT")),
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("ETL_LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},

@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from cluster import schedule
 from cluster.leases import Claimed
 from cluster.models import TaskRun
-from etl import db
+from etl import db, logs, notify
 from ingest import fetch, loader, metrics, runs
-from ingest.exceptions import IngestError
+from ingest.exceptions import FetchError, IngestError
 from ingest.pool import ParsePool
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,18 @@ async def _one_page(
     incremental = source.parser in INCREMENTAL
     url = with_since(source.url, cursor) if incremental else source.url
     started = time.perf_counter()
-    fetched = await ctx.fetcher.fetch(
-        url,
-        etag="" if incremental else source.etag,
-        last_modified="" if incremental else source.last_modified,
-    )
-    metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
+    try:
+        fetched = await ctx.fetcher.fetch(
+            url,
+            etag="" if incremental else source.etag,
+            last_modified="" if incremental else source.last_modified,
+        )
+    except FetchError as exc:
+        metrics.FETCHES.labels(metrics.fetch_status(exc)).inc()
+        raise
+    finally:
+        metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.FETCHES.labels(str(fetched.status)).inc()
     tally.attempts += fetched.attempts
     tally.bytes += len(fetched.body)
     metrics.BYTES_FETCHED.inc(len(fetched.body))
@@ -80,10 +86,10 @@ async def _one_page(
         # Rejected rows at the end of a page still move the cursor past them; otherwise
         # a page of bad rows would be asked for again for ever. They are recorded below.
         parsed = dataclasses.replace(parsed, next_cursor=seen)
-    metrics.PARSE_SECONDS.observe(time.perf_counter() - started)
+    metrics.PARSE_SECONDS.labels(source.parser).observe(time.perf_counter() - started)
     for rejection in parsed.rejected:
         tally.reject(rejection.index, rejection.reason)
-    metrics.ROWS_REJECTED.inc(len(parsed.rejected))
+    metrics.ROWS_REJECTED.labels(source.parser).inc(len(parsed.rejected))
 
     started = time.perf_counter()
     outcome = await db.call(
@@ -107,6 +113,11 @@ async def _one_page(
 
 async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     """Run one claimed source to the end and record it; see the module docstring."""
+    with logs.context(node=ctx.node, source=source.url):  # fields of every log line below
+        return await _run_source(ctx, source)
+
+
+async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     run_id = source.run_id
     tally = runs.RunTally()
     try:
@@ -118,6 +129,8 @@ async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     except asyncio.CancelledError:
         tally.status = TaskRun.Status.FAILED
         tally.error = "interrupted: node shutting down; the source is released for retry"
+        metrics.RUNS.labels("interrupted").inc()
+        log.info("interrupted by shutdown; releasing the lease")
         await asyncio.shield(
             db.call(runs.abandon, run_id=run_id, source_id=source.id, node=ctx.node, tally=tally)
         )
@@ -125,16 +138,14 @@ async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     except IngestError as exc:
         tally.status = TaskRun.Status.FAILED
         tally.error = f"{type(exc).__name__}: {exc}"
-        log.warning("node=%s source=%s run failed: %s", ctx.node, source.url, tally.error)
+        log.warning("run failed: %s", tally.error)
     except Exception as exc:  # one source's bug must not stop the node
         tally.status = TaskRun.Status.FAILED
         tally.error = f"internal error: {type(exc).__name__}: {exc}"
-        log.exception("node=%s source=%s internal error", ctx.node, source.url)
+        log.exception("internal error")
     else:
         log.info(
-            "node=%s source=%s %s rows_in=%d rows_out=%d rejected=%d bytes=%d",
-            ctx.node,
-            source.url,
+            "%s rows_in=%d rows_out=%d rejected=%d bytes=%d",
             tally.status,
             tally.rows_in,
             tally.rows_out,
@@ -143,7 +154,7 @@ async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
         )
     metrics.RUNS.labels(tally.status).inc()
     next_run_at = schedule.next_run(source.schedule, ctx.clock(), source.url)
-    await db.call(
+    streak = await db.call(
         runs.finish_source,
         run_id=run_id,
         source_id=source.id,
@@ -151,4 +162,5 @@ async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
         tally=tally,
         next_run_at=next_run_at,
     )
+    notify.source_run(url=source.url, status=tally.status, error=tally.error, streak=streak)
     return tally

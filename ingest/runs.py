@@ -67,12 +67,13 @@ def finish(run_id: int, tally: RunTally) -> None:
 
 def finish_source(
     *, run_id: int, source_id: int, node: str, tally: RunTally, next_run_at: datetime
-) -> None:
+) -> tuple[int, int] | None:
     """Close the run, store the source's outcome, schedule it and release our lease.
 
     One statement for both. A node whose lease was taken over (or already released by
     the node that took it over) records its run but leaves the source alone: the other
-    outcome counts.
+    outcome counts. Returns the source's consecutive failures (before, after) this run,
+    or ``None`` when the source was left alone.
     """
     failed = tally.status == TaskRun.Status.FAILED
     with connection.cursor() as cursor:
@@ -85,7 +86,8 @@ def finish_source(
                     attempts = %(attempts)s, error = %(run_error)s,
                     rejections = %(rejections)s::jsonb
                 WHERE id = %(run)s
-            )
+            ),
+            prev AS (SELECT consecutive_failures FROM ingest_source WHERE id = %(id)s)
             UPDATE ingest_source
             SET next_run_at = CASE
                     WHEN %(failed)s THEN LEAST(%(next)s, now() + make_interval(
@@ -100,6 +102,7 @@ def finish_source(
                 lease_owner = '',
                 lease_until = NULL
             WHERE id = %(id)s AND lease_owner = %(node)s
+            RETURNING (SELECT consecutive_failures FROM prev), consecutive_failures
             """,
             {
                 "run": run_id,
@@ -120,6 +123,8 @@ def finish_source(
                 "cap": RETRY_CAP_SECONDS,
             },
         )
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def abandon(*, run_id: int, source_id: int, node: str, tally: RunTally) -> None:

@@ -9,7 +9,8 @@ import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
 from cluster import identity
-from etl import security, serving
+from etl import notify, security, serving
+from etl.chat.config import ChatSettings
 from etl.config import Settings
 from etl.exceptions import ConfigError
 
@@ -27,6 +28,8 @@ class Command(BaseCommand):
         try:  # fail here, with a clear message, rather than inside the lifespan
             security.check_node_settings()
             identity.resolve(Settings.from_env())
+            notify.NotifyConfig.from_env()
+            ChatSettings.from_env()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         config = uvicorn.Config(
@@ -35,6 +38,7 @@ class Command(BaseCommand):
             port=options["port"],
             lifespan="on",
             log_level=options["log_level"],
+            log_config=None,  # uvicorn's lines go through LOGGING too (ETL_LOG_FORMAT=json)
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=30,
