@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from etl.exceptions import ConfigError
 
-
-def _int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
-def _positive(name: str, default: int) -> int:
-    value = _int(name, default)
-    assert value is not None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
-    return value
+class Env:
+    """Readers over one environment mapping; each names the variable in its error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.env.get(name, "").strip() or default
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def optional_integer(self, name: str, *, minimum: int | None = None) -> int | None:
+        if not self.text(name):
+            return None
+        return self.integer(name, 0, minimum=minimum)
+
+    def port(self, name: str) -> int | None:
+        port = self.optional_integer(name, minimum=1)
+        if port is not None and port > 65535:
+            raise ConfigError(f"{name} must be between 1 and 65535, got {port}")
+        return port
+
+    def flag(self, name: str) -> bool | None:
+        raw = self.text(name).lower()
+        if not raw or raw == "auto":
+            return None
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be on, off or auto, got {raw!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,20 +87,21 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        membership = os.environ.get("ETL_MEMBERSHIP", "static").strip().lower() or "static"
+        e = Env(os.environ)
+        membership = e.text("ETL_MEMBERSHIP", "static").lower()
         if membership not in {"static", "dynamic"}:
             raise ConfigError(f"ETL_MEMBERSHIP must be 'static' or 'dynamic', not {membership!r}")
         hostname = os.environ.get("HOSTNAME") or socket.gethostname()
         return cls(
             node_name=os.environ.get("ETL_NODE_NAME") or f"{hostname}-{os.getpid()}",
-            server_id=_int("ETL_SERVER_ID", None),
-            node_count=_int("ETL_NODE_COUNT", None),
+            server_id=e.optional_integer("ETL_SERVER_ID"),
+            node_count=e.optional_integer("ETL_NODE_COUNT"),
             membership=membership,
-            node_ttl=_positive("ETL_NODE_TTL", 15),
-            parse_workers=_positive("ETL_PARSE_WORKERS", os.cpu_count() or 2),
-            http_concurrency=_positive("ETL_HTTP_CONCURRENCY", 16),
-            per_host_concurrency=_positive("ETL_PER_HOST_CONCURRENCY", 4),
-            max_body_bytes=_positive("ETL_MAX_BODY_BYTES", 32 * 1024 * 1024),
-            lease_seconds=_positive("ETL_LEASE_SECONDS", 60),
-            drain_seconds=_positive("ETL_DRAIN_SECONDS", 15),
+            node_ttl=e.integer("ETL_NODE_TTL", 15, minimum=1),
+            parse_workers=e.integer("ETL_PARSE_WORKERS", os.cpu_count() or 2, minimum=1),
+            http_concurrency=e.integer("ETL_HTTP_CONCURRENCY", 16, minimum=1),
+            per_host_concurrency=e.integer("ETL_PER_HOST_CONCURRENCY", 4, minimum=1),
+            max_body_bytes=e.integer("ETL_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1),
+            lease_seconds=e.integer("ETL_LEASE_SECONDS", 60, minimum=1),
+            drain_seconds=e.integer("ETL_DRAIN_SECONDS", 15, minimum=1),
         )

@@ -8,23 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl import database
+from etl.config import Env
 from etl.exceptions import ConfigError
 
 DEFAULT_SSH_HOST = "127.0.0.1"  # a console that changes state is opt-in beyond the host
 HOST_KEY_NAME = "ssh_host_ed25519_key"
-
-
-def _port(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a port number, got {raw!r}") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{name} must be between 1 and 65535, got {port}")
-    return port
 
 
 def _path(name: str) -> Path | None:
@@ -72,7 +60,7 @@ class ChatSettings:
 
 
 def _ssh_from_env() -> SSHSettings | None:
-    port = _port("ETL_SSH_PORT")
+    port = Env(os.environ).port("ETL_SSH_PORT")
     if port is None:
         return None
     authorized = _path("ETL_SSH_AUTHORIZED_KEYS")

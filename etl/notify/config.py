@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from etl.config import Env
 from etl.exceptions import ConfigError
 
 # Event kinds an operator can switch on with ETL_NOTIFY_ON.
@@ -23,53 +24,6 @@ FAILING = "failing"
 RECOVERED = "recovered"
 AGGREGATE = "aggregate"
 KINDS = (RUN_FAILED, FAILING, RECOVERED, AGGREGATE)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class _Env:
-    """Readers over one environment mapping; each names the variable in its error."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str = "") -> str:
-        return self.env.get(name, "").strip() or default
-
-    def number(self, name: str, default: float, *, minimum: float) -> float:
-        raw = self.text(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
-        return value
-
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        raw = self.text(name)
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-        return value
-
-    def flag(self, name: str) -> bool | None:
-        raw = self.text(name).lower()
-        if not raw or raw == "auto":
-            return None
-        if raw in _TRUE:
-            return True
-        if raw in _FALSE:
-            return False
-        raise ConfigError(f"{name} must be on, off or auto, got {raw!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +77,7 @@ class NotifyConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotifyConfig:
         """Read and check every ``ETL_NOTIFY_*`` variable; raise ``ConfigError`` if bad."""
-        e = _Env(os.environ if env is None else env)
+        e = Env(os.environ if env is None else env)
         rate = e.number("ETL_NOTIFY_RATE_PER_MINUTE", 10.0, minimum=0)
         return cls(
             on=_kinds(e.text("ETL_NOTIFY_ON")),
@@ -174,7 +128,7 @@ _SMTP_NAMES = (
 )
 
 
-def _email(e: _Env) -> EmailConfig | None:
+def _email(e: Env) -> EmailConfig | None:
     to = tuple(part.strip() for part in e.text("ETL_NOTIFY_EMAIL_TO").split(",") if part.strip())
     if not to:
         stray = [name for name in _SMTP_NAMES if e.text(name)]
@@ -214,7 +168,7 @@ def _email(e: _Env) -> EmailConfig | None:
     )
 
 
-def _webhook(e: _Env) -> WebhookConfig | None:
+def _webhook(e: Env) -> WebhookConfig | None:
     url = e.text("ETL_NOTIFY_WEBHOOK_URL")
     if not url:
         return None
