@@ -129,7 +129,11 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
         shard_sizes=shard_sizes,
         sources=Source.objects.count(),
         due=enabled.filter(due).count(),
-        overdue=enabled.filter(next_run_at__lt=now - OVERDUE_AFTER).count(),
+        # As /metrics counts it: a never-fetched source is overdue from its registration.
+        overdue=enabled.filter(
+            Q(next_run_at__lt=now - OVERDUE_AFTER)
+            | Q(next_run_at__isnull=True, created_at__lt=now - OVERDUE_AFTER)
+        ).count(),
         failing=list(
             Source.objects.filter(last_status=TaskRun.Status.FAILED)
             .order_by("-consecutive_failures", "url")

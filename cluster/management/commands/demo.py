@@ -61,7 +61,7 @@ def _view(node_urls: list[str], ttl: float) -> Group:
         totals.add_row(str(model._meta.verbose_name_plural), str(model.objects.count()))
     lines = [
         f"sources: {snapshot.sources} registered, {snapshot.due} due, "
-        f"{len(snapshot.failing)} failing",
+        f"{snapshot.failing_total} failing",
         f"GraphQL: {node_urls[0]}/graphql — any node answers: {', '.join(node_urls)}",
         "Ctrl-C stops everything",
     ]

@@ -73,7 +73,7 @@ class Command(BaseCommand):
         console.print(
             f"sources: {snapshot.sources} registered, {snapshot.due} due, "
             f"{snapshot.overdue} overdue (> {status.OVERDUE_AFTER}), "
-            f"{len(snapshot.failing)} failing"
+            f"{snapshot.failing_total} failing"
         )
         for url, error, times in snapshot.failing:
             console.print(f"  failing x{times}: {url} — {error[:100]}")
