@@ -205,6 +205,10 @@ class ParsePool:
                 process.kill()
         for tx, rx in pool.queues.values():
             for queue in (tx, rx):
+                # Whatever is still buffered was for children that are gone. Without this
+                # the interpreter's exit joins the queue's feeder thread, which blocks for
+                # ever writing a large body into a pipe no one reads any more.
+                queue.cancel_join_thread()
                 queue.close()
 
     async def close(self) -> None:

@@ -81,3 +81,44 @@ async def test_run_survives_a_killed_parse_child() -> None:
     task_run = await TaskRun.objects.aget()
     assert (task_run.status, task_run.rows_in) == ("ok", ROWS)
     assert await sync_to_async(Observation.objects.count)() == ROWS
+
+
+_EXIT_WITH_BODIES_QUEUED = """
+import asyncio, sys
+from ingest.pool import ParsePool
+
+async def main() -> None:
+    pool = ParsePool(1)
+    await pool.start()
+    body = b"[" + b"1," * 400_000 + b"1]"  # 800 kB: more than a pipe holds
+    parses = [
+        asyncio.ensure_future(pool.parse("json", body, url="http://x/", options={}))
+        for _ in range(4)
+    ]
+    while pool.queued() < 2:  # bodies still waiting in the queue for the one child
+        await asyncio.sleep(0.01)
+    await pool.close()
+    for parse in parses:
+        parse.cancel()
+    await asyncio.gather(*parses, return_exceptions=True)
+    print("closed", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_exits_after_closing_a_pool_with_bodies_still_queued() -> None:
+    """Bodies left in a closed pool's queue must not hold the interpreter's exit (a queue
+    feeder thread blocked on a full pipe once hung a whole pytest run at its end)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_BODIES_QUEUED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "closed" in done.stdout
