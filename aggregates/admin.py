@@ -6,10 +6,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from aggregates.models import ItemStats
+from etl.admin import ReadOnlyAdmin
 
 
 @admin.register(ItemStats)
-class ItemStatsAdmin(admin.ModelAdmin):
+class ItemStatsAdmin(ReadOnlyAdmin):
     list_display = ("item", "item_name", "count", "avg", "min", "max", "computed_at")
     list_select_related = ("item",)
     search_fields = ("item__key", "item__name")
@@ -20,12 +21,6 @@ class ItemStatsAdmin(admin.ModelAdmin):
     @admin.display(description="name", ordering="item__name")
     def item_name(self, obj: ItemStats) -> str:
         return obj.item.name
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

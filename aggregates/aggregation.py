@@ -37,10 +37,7 @@ from django.db.utils import OperationalError
 LOCK_KEY = int.from_bytes(hashlib.blake2b(b"shardetl.aggregate", digest_size=8).digest()) >> 1
 
 # The one definition of a stats row from an item's observations, for both modes.
-_COMPUTE = """
-    SELECT item_id, sum(value) AS total, count(*) AS count, min(value) AS min,
-           max(value) AS max
-    FROM ingest_observation GROUP BY item_id"""
+_STATS = "sum(value) AS total, count(*) AS count, min(value) AS min, max(value) AS max"
 
 _WRITE = """
 upserted AS (
@@ -64,7 +61,7 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM upserted),
 """
 
 _FULL = f"""
-WITH fresh AS ({_COMPUTE}),
+WITH fresh AS (SELECT item_id, {_STATS} FROM ingest_observation GROUP BY item_id),
 stale AS (SELECT item_id FROM aggregates_itemstats),
 {_WRITE.format(recomputed="(SELECT count(*) FROM fresh)")}"""
 
@@ -96,9 +93,7 @@ fresh AS (
     -- One index lookup per item (LATERAL), never a scan of the whole table.
     SELECT r.item_id, o.total, o.count, o.min, o.max
     FROM redo r CROSS JOIN LATERAL (
-        SELECT sum(value) AS total, count(*) AS count, min(value) AS min,
-               max(value) AS max
-        FROM ingest_observation WHERE item_id = r.item_id) o
+        SELECT {_STATS} FROM ingest_observation WHERE item_id = r.item_id) o
     WHERE o.count > 0
     UNION ALL
     SELECT item_id, s_total + total, s_count + count, least(s_min, added_min),

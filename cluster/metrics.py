@@ -167,8 +167,7 @@ async def scrape(node: NodeRuntime | None) -> Scrape:
     """Take this scrape's sample; a database that does not answer zeroes ``database_up``."""
     view = node.view if node is not None else None
     try:
-        # The control thread: a scrape must not queue behind a long load on the shared one.
-        taken: Sample | None = await db.control(
+        taken: Sample | None = await db.probe(
             sample,
             node=node.name if node is not None else "",
             slot=view.slot if view is not None else None,

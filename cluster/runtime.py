@@ -48,6 +48,7 @@ def _record_job(
     if error is not None:
         tally.status = TaskRun.Status.FAILED
         tally.error = f"{type(error).__name__}: {error}"
+        notify.job_failed(job=job.name, error=tally.error)  # emit is thread-safe
     metrics.JOB_RUNS.labels(job.name, tally.status).inc()
     runs.record(node=node, job=job.name, started_at=started, tally=tally)
 
@@ -122,7 +123,7 @@ class NodeRuntime:
         self._keeper = asyncio.create_task(self._keepalive(), name="keepalive")
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
-            asyncio.create_task(watchdog.Watchdog(self.name).run(self._stop), name="watchdog"),
+            asyncio.create_task(watchdog.Watchdog().run(self._stop), name="watchdog"),
             asyncio.create_task(cron.run(self._stop), name="cron"),
         ]
         self.started = True
@@ -138,8 +139,6 @@ class NodeRuntime:
     async def _record(
         self, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
     ) -> None:
-        if error is not None:
-            notify.job_failed(job=job.name, error=f"{type(error).__name__}: {error}")
         await db.call(_record_job, self.name, job, started, result, error)
 
     async def _claim(self, job: scheduler.Job, tick: datetime) -> bool:

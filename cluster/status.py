@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Now
 
 from aggregates.models import ItemStats
 from cluster import leases
 from cluster.models import Node, TaskRun
-from ingest.models import Source
+from ingest.models import Source, due_q
 
 OVERDUE_AFTER = timedelta(minutes=5)  # due longer than this: nobody is keeping up
 
@@ -100,7 +100,7 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
     nodes = []
     for node in Node.objects.order_by("slot", "name"):
         age = (now - node.heartbeat_at).total_seconds()
-        act: dict[str, Any] = dict(activity.get(node.name) or {})
+        act: dict[str, Any] = dict(activity.get(node.name, {}))
         nodes.append(
             NodeStatus(
                 name=node.name,
@@ -120,27 +120,33 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
             "SELECT mod(shard_hash, %s), count(*) FROM ingest_source GROUP BY 1 ORDER BY 1", [n]
         )
         shard_sizes = {int(slot): int(size) for slot, size in cursor.fetchall()}
-    due = Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
-    enabled = Source.objects.filter(enabled=True)
+    late = now - OVERDUE_AFTER
+    counts = Source.objects.aggregate(
+        sources=Count("pk"),
+        due=Count("pk", filter=Q(enabled=True) & due_q(now)),
+        # As /metrics counts it: a never-fetched source is overdue from its registration.
+        overdue=Count(
+            "pk",
+            filter=Q(enabled=True)
+            & (Q(next_run_at__lt=late) | Q(next_run_at__isnull=True, created_at__lt=late)),
+        ),
+        failing=Count("pk", filter=Q(last_status=TaskRun.Status.FAILED)),
+    )
     return ClusterStatus(
         now=now,
         node_count=n,
         nodes=nodes,
         shard_sizes=shard_sizes,
-        sources=Source.objects.count(),
-        due=enabled.filter(due).count(),
-        # As /metrics counts it: a never-fetched source is overdue from its registration.
-        overdue=enabled.filter(
-            Q(next_run_at__lt=now - OVERDUE_AFTER)
-            | Q(next_run_at__isnull=True, created_at__lt=now - OVERDUE_AFTER)
-        ).count(),
-        failing=list(
-            Source.objects.filter(last_status=TaskRun.Status.FAILED)
-            .order_by("-consecutive_failures", "url")
-            .values_list("url", "last_error", "consecutive_failures")[:failing]
-        ),
+        sources=counts["sources"],
+        due=counts["due"],
+        overdue=counts["overdue"],
+        failing=[
+            (s.url, s.last_error, s.consecutive_failures) for s in failing_sources(limit=failing)
+        ]
+        if failing
+        else [],
         last_runs=list(TaskRun.objects.select_related("source").order_by("-started_at")[:runs]),
-        failing_total=Source.objects.filter(last_status=TaskRun.Status.FAILED).count(),
+        failing_total=counts["failing"],
     )
 
 
@@ -152,12 +158,9 @@ def _count(nodes: list[NodeStatus]) -> int:
 
 def live_node_count(*, ttl: float) -> int:
     """N as the live nodes see it (1 when none is alive): what ``shard_hash % N`` uses."""
-    count: int | None = (
-        Node.objects.filter(heartbeat_at__gt=Now() - timedelta(seconds=ttl))
-        .order_by("-node_count")
-        .values_list("node_count", flat=True)
-        .first()
-    )
+    count: int | None = Node.objects.filter(
+        heartbeat_at__gt=Now() - timedelta(seconds=ttl)
+    ).aggregate(n=Max("node_count"))["n"]  # Max skips nodes not yet placed (NULL)
     return count if count and count > 0 else 1
 
 
@@ -176,9 +179,8 @@ _LINE_FIELDS = (
 
 def due_sources(*, now: datetime, limit: int = 10) -> list[SourceLine]:
     """Enabled sources whose time has come, longest waiting first (never fetched first)."""
-    due = Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
     rows = (
-        Source.objects.filter(due, enabled=True)
+        Source.objects.filter(due_q(now), enabled=True)
         .order_by(F("next_run_at").asc(nulls_first=True), "id")
         .values(*_LINE_FIELDS)[:limit]
     )
@@ -188,7 +190,7 @@ def due_sources(*, now: datetime, limit: int = 10) -> list[SourceLine]:
 def failing_sources(*, limit: int = 10) -> list[SourceLine]:
     """Sources whose latest run failed, the longest failure streaks first."""
     rows = (
-        Source.objects.filter(last_status=TaskRun.Status.FAILED)
+        Source.objects.failing()
         .order_by("-consecutive_failures", "url")
         .values(*_LINE_FIELDS)[:limit]
     )

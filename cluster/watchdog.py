@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Watchdog:
-    def __init__(self, name: str, *, every: float = 0.25, stall: float = 2.0) -> None:
-        self.name = name
+    def __init__(self, *, every: float = 0.25, stall: float = 2.0) -> None:
         self.every = every
         self.stall = stall
         self.stalls = 0
@@ -52,4 +51,4 @@ class Watchdog:
             self.stalls += 1
             frame = sys._current_frames().get(self._loop_thread)
             stack = "".join(traceback.format_stack(frame)) if frame else "(no frame)"
-            log.warning("node=%s event loop stalled %.1f s in:\n%s", self.name, stale, stack)
+            log.warning("event loop stalled %.1f s in:\n%s", stale, stack)

@@ -50,6 +50,19 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 _control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-control")
 
 
+# Probes and scrapes: off the shared thread too (a long load must not time them out),
+# and off the control thread (a slow scrape must not delay a heartbeat).
+_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-probe")
+
+
+async def probe(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like :func:`call`, on a thread (and connection) of its own for probes and scrapes."""
+    result: T = await sync_to_async(_unit_of_work, thread_sensitive=False, executor=_probe)(
+        fn, *args, **kwargs
+    )
+    return result
+
+
 async def control(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Like :func:`call`, on a thread (and connection) of its own for liveness work."""
     result: T = await sync_to_async(_unit_of_work, thread_sensitive=False, executor=_control)(

@@ -27,8 +27,7 @@ def _database_ok() -> bool:
 
 async def readyz(request: HttpRequest) -> HttpResponse:
     """Ready when the database answers, the runtime has started and the node agrees on N."""
-    # The control thread: a probe must not time out queued behind a long load.
-    db_ok = await db.control(_database_ok)
+    db_ok = await db.probe(_database_ok)
     node = runtime.current()
     body: dict[str, object] = {"database": db_ok, "runtime": node is not None and node.started}
     ready = db_ok and node is not None and node.ready

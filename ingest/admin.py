@@ -13,15 +13,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Now
-from django.db.models.lookups import Exact
 from django.http import HttpRequest, HttpResponse
 
 from cluster import sharding, status
 from cluster.models import TaskRun
+from etl.admin import ReadOnlyAdmin
 from etl.config import Settings
 from ingest import parsers, sources
 from ingest.exceptions import InvalidSource
-from ingest.models import Item, Source
+from ingest.models import Item, Source, SourceQuerySet
 
 _N_ATTR = "_shardetl_node_count"
 
@@ -46,7 +46,8 @@ class SlotFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None or not value.isdigit():
             return queryset
-        return queryset.filter(Exact(F("shard_hash") % node_count(request), int(value)))
+        assert isinstance(queryset, SourceQuerySet)  # the admin's queryset is the model's
+        return queryset.in_shard(int(value), node_count(request))
 
 
 class SourceForm(forms.ModelForm):
@@ -198,7 +199,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ReadOnlyAdmin):
     """Items belong to the loader, which rewrites them on every load: view and delete only.
 
     Deleting one cascades to its observations; the aggregation pass sees that like any
@@ -209,9 +210,3 @@ class ItemAdmin(admin.ModelAdmin):
     search_fields = ("key", "name")
     ordering = ("key",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -284,13 +284,8 @@ def load(batch: Batch) -> LoadOutcome:
             code = getattr(exc.__cause__, "sqlstate", None)
             if code not in _TRANSIENT or attempt == ATTEMPTS:
                 raise
-            log.warning(
-                "node=%s source=%d load attempt %d aborted by the server (%s); retrying",
-                batch.node,
-                batch.source_id,
-                attempt,
-                code,
-            )
+            # node and source are log fields (etl.logs), set by the pipeline's context.
+            log.warning("load attempt %d aborted by the server (%s); retrying", attempt, code)
     raise AssertionError("unreachable")
 
 

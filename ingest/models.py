@@ -12,8 +12,18 @@ class SourceQuerySet(models.QuerySet["Source"]):
         return self.alias(shard=models.F("shard_hash") % count).filter(shard=slot)
 
     def due_in(self, slot: int, count: int) -> SourceQuerySet:
-        due = models.Q(next_run_at__isnull=True) | models.Q(next_run_at__lte=Now())
-        return self.in_shard(slot, count).filter(due, enabled=True)
+        return self.in_shard(slot, count).filter(due_q(), enabled=True)
+
+    def failing(self) -> SourceQuerySet:
+        """Sources whose latest run failed."""
+        return self.filter(last_status="failed")  # cluster.models.TaskRun.Status.FAILED
+
+
+def due_q(now: object | None = None) -> models.Q:
+    """Never fetched, or next run at or before ``now`` (the database clock if not given)."""
+    return models.Q(next_run_at__isnull=True) | models.Q(
+        next_run_at__lte=Now() if now is None else now
+    )
 
 
 class Source(models.Model):

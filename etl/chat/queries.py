@@ -13,7 +13,6 @@ from typing import Protocol
 from django.db import connection
 
 from cluster import status, ticks
-from cluster.models import TaskRun
 from etl import db
 from ingest.models import Item, Observation, Quest, Source, Trade
 
@@ -82,18 +81,14 @@ def counts() -> Counts:
 
 
 def cluster_status(*, ttl: float) -> Status:
-    return Status(
-        cluster=status.collect(ttl=ttl, runs=0, failing=0),
-        failing=Source.objects.filter(last_status=TaskRun.Status.FAILED).count(),
-    )
+    cluster = status.collect(ttl=ttl, runs=0, failing=0)
+    return Status(cluster=cluster, failing=cluster.failing_total)
 
 
 def sources(*, failing: bool, limit: int) -> SourcePage:
     rows = Source.objects.order_by("url")
     if failing:
-        rows = rows.filter(last_status=TaskRun.Status.FAILED).order_by(
-            "-consecutive_failures", "url"
-        )
+        rows = rows.failing().order_by("-consecutive_failures", "url")
     first = rows.values_list(
         "url", "enabled", "last_status", "last_error", "consecutive_failures", "last_fetched_at"
     )[:limit]

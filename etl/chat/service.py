@@ -67,7 +67,6 @@ def _bot(
     node: str, node_ttl: float, settings: ChatSettings, store: queries.ClusterStore, client: Any
 ) -> discord_bot.Bot:
     assert settings.discord is not None
-    discord_bot.import_discord()  # a missing extra fails the start, with the pip command
 
     async def claim(message: discord_bot.Message) -> bool:
         return await store.claim_message(

@@ -153,9 +153,7 @@ def _email(e: Env) -> EmailConfig | None:
     password = e.env.get("ETL_NOTIFY_SMTP_PASSWORD", "")  # may legitimately hold spaces
     if bool(username) != bool(password):
         raise ConfigError("ETL_NOTIFY_SMTP_USERNAME and ETL_NOTIFY_SMTP_PASSWORD go together")
-    port = e.integer("ETL_NOTIFY_SMTP_PORT", default_port, minimum=1)
-    if port > 65535:
-        raise ConfigError(f"ETL_NOTIFY_SMTP_PORT must be at most 65535, got {port}")
+    port = e.port("ETL_NOTIFY_SMTP_PORT") or default_port
     return EmailConfig(
         to=to,
         sender=sender,

@@ -8,6 +8,7 @@ ignore keys they do not know, so one body serves both, and the facts ride along 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -16,19 +17,13 @@ import etl
 from etl.notify.config import WebhookConfig
 from etl.notify.events import Message
 from etl.notify.exceptions import DeliveryError
+from ingest import retry
 
 DISCORD_MAX = 2000
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -80,7 +75,7 @@ class WebhookChannel:
         raise DeliveryError(
             f"HTTP {status}: {_clip(' '.join(response.text.split()), 200)}",
             retryable=status in {408, 429} or status >= 500,
-            retry_after=_retry_after(response),
+            retry_after=retry.retry_after(response.headers, now=datetime.now(UTC)),
         )
 
     async def aclose(self) -> None:

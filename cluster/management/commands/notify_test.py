@@ -23,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             config = NotifyConfig.from_env()
+            node = Settings.from_env().node_name
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         configured = channels.build(config)
@@ -31,11 +32,7 @@ class Command(BaseCommand):
                 "no notification channel configured: set ETL_NOTIFY_EMAIL_TO and/or "
                 "ETL_NOTIFY_WEBHOOK_URL (docs/notifications.md)"
             )
-        results = asyncio.run(
-            probe.probe(
-                configured, node=Settings.from_env().node_name, seconds=config.timeout_seconds
-            )
-        )
+        results = asyncio.run(probe.probe(configured, node=node, seconds=config.timeout_seconds))
         for result in results:
             outcome = "ok" if result.error is None else f"FAILED: {result.error}"
             self.stdout.write(f"{result.channel} ({result.description}): {outcome}")
