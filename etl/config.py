@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from etl.exceptions import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+MEMBERSHIPS = ("static", "dynamic")
 
 
 class Env:
@@ -58,6 +59,17 @@ class Env:
             raise ConfigError(f"{name} must be between 1 and 65535, got {port}")
         return port
 
+    def choice(self, name: str, default: str, choices: Sequence[str]) -> str:
+        """One of ``choices`` (given in lower case; read case-insensitively)."""
+        raw = self.text(name)
+        if not raw:
+            return default
+        if raw.lower() in choices:
+            return raw.lower()
+        *first, last = choices
+        allowed = f"{', '.join(first)} or {last}" if first else last
+        raise ConfigError(f"{name} must be {allowed}, got {raw!r}")
+
     def flag(self, name: str) -> bool | None:
         raw = self.text(name).lower()
         if not raw or raw == "auto":
@@ -88,15 +100,12 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         e = Env(os.environ)
-        membership = e.text("ETL_MEMBERSHIP", "static").lower()
-        if membership not in {"static", "dynamic"}:
-            raise ConfigError(f"ETL_MEMBERSHIP must be 'static' or 'dynamic', not {membership!r}")
         hostname = os.environ.get("HOSTNAME") or socket.gethostname()
         return cls(
             node_name=os.environ.get("ETL_NODE_NAME") or f"{hostname}-{os.getpid()}",
             server_id=e.optional_integer("ETL_SERVER_ID"),
             node_count=e.optional_integer("ETL_NODE_COUNT"),
-            membership=membership,
+            membership=e.choice("ETL_MEMBERSHIP", "static", MEMBERSHIPS),
             node_ttl=e.integer("ETL_NODE_TTL", 15, minimum=1),
             parse_workers=e.integer("ETL_PARSE_WORKERS", os.cpu_count() or 2, minimum=1),
             http_concurrency=e.integer("ETL_HTTP_CONCURRENCY", 16, minimum=1),

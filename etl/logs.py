@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 
 from pythonjsonlogger import json as jsonlogger
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from etl.exceptions import ConfigError
+from etl.config import Env
 
 FORMATS = ("plain", "json")
 FIELDS = ("node", "source")
@@ -29,12 +29,9 @@ _node_default = ""
 _vars: dict[str, ContextVar[str]] = {name: ContextVar(f"shardetl_{name}") for name in FIELDS}
 
 
-def format_name(raw: str | None) -> str:
-    """The formatter ``ETL_LOG_FORMAT`` asks for; a typo fails loudly, at start."""
-    name = (raw or "plain").strip().lower() or "plain"
-    if name not in FORMATS:
-        raise ConfigError(f"ETL_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {raw!r}")
-    return name
+def format_name(env: Mapping[str, str]) -> str:
+    """The formatter ``ETL_LOG_FORMAT`` in ``env`` asks for; a typo fails loudly, at start."""
+    return Env(env).choice("ETL_LOG_FORMAT", "plain", FORMATS)
 
 
 def set_node(name: str) -> None:

@@ -113,7 +113,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": logs.format_name(os.environ.get("ETL_LOG_FORMAT")),
+            "formatter": logs.format_name(os.environ),
             "filters": ["context"],
         }
     },

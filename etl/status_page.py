@@ -4,12 +4,11 @@ No front-end build and no external asset: one Django template with inline CSS an
 inline SVG chart computed here. The page refreshes itself with a ``<meta refresh>``
 every :data:`REFRESH_SECONDS` (``?refresh=N`` for another interval, ``?refresh=0`` for none).
 It is public like ``/healthz``, so it shows nothing secret: no settings, and URLs and
-error texts pass through :func:`redact` (credentials, token-like query parameters).
+error texts pass through :func:`etl.text.redact` (credentials, token-like query parameters).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,25 +18,13 @@ from django.template import loader
 
 from cluster import runtime, status
 from cluster.models import TaskRun
-from etl import db
+from etl import db, text
 from etl.config import Settings
 
 REFRESH_SECONDS = 15
 REFRESH_RANGE = (5, 3600)  # a chosen interval is kept within this: the page costs queries
 ERROR_CHARS = 400  # of a failing source's last error; the admin has the full text
 RUN_ERROR_CHARS = 160
-
-_USERINFO = re.compile(r"(?<=://)[^\s/@]+@")
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&;](?:[\w.-]*[_.-])?"
-    r"(?:api_?key|key|token|secret|passw(?:or)?d|pwd|sig|signature|auth|authorization"
-    r"|credentials?|session(?:id)?)=)[^&;#\s\"']*"
-)
-
-
-def redact(text: str) -> str:
-    """``text`` without URL credentials or the values of token-like query parameters."""
-    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,9 +110,9 @@ def _shards(snap: status.ClusterStatus) -> list[dict[str, Any]]:
 
 
 def _source(line: status.SourceLine, now: datetime, overdue_before: datetime) -> dict[str, Any]:
-    error = redact(line.last_error)
+    error = text.redact(line.last_error)
     return {
-        "url": redact(line.url),
+        "url": text.redact(line.url),
         "parser": line.parser,
         "enabled": line.enabled,
         "failures": line.consecutive_failures,
@@ -140,13 +127,13 @@ def _runs(runs: list[TaskRun], now: datetime) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
         elapsed = (run.finished_at or now) - run.started_at
-        error = redact(run.error)
+        error = text.redact(run.error)
         rows.append(
             {
                 "at": run.started_at.strftime("%H:%M:%S"),
                 "ago": ago((now - run.started_at).total_seconds()),
                 "node": run.node,
-                "what": redact(run.source.url) if run.source is not None else run.job,
+                "what": text.redact(run.source.url) if run.source is not None else run.job,
                 "status": run.status,
                 "rows": run.rows_in,
                 "rejected": run.rows_rejected,

@@ -2,7 +2,8 @@
 
 The slot column and filter use the N the live nodes believe in, read once per page.
 Actions are single ``UPDATE`` statements using the database's clock, the clock the
-claim statement (``cluster.leases``) compares ``next_run_at`` with.
+claim statement (``cluster.leases``) compares ``next_run_at`` with; "fetch now" is
+:meth:`ingest.models.SourceQuerySet.fetch_now`, the same as the chat's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, F, QuerySet, Value, When
-from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponse
 
 from cluster import sharding, status
@@ -155,17 +155,17 @@ class SourceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Fetch now (due at once, skipping any retry backoff)")
     def fetch_now(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
-        updated = queryset.update(next_run_at=Now())
-        self.message_user(request, f"{updated} source(s) due now; their nodes claim them.")
-        disabled = queryset.filter(enabled=False).count()
-        if disabled:
+        assert isinstance(queryset, SourceQuerySet)  # the admin's queryset is the model's
+        done = queryset.fetch_now()
+        due = [source for source in done if source.enabled]
+        self.message_user(request, f"{len(due)} source(s) due now; their nodes claim them.")
+        if skipped := len(done) - len(due):
             self.message_user(
                 request,
-                f"{disabled} of them disabled: not fetched until enabled.",
+                f"{skipped} disabled source(s) skipped: enable them to fetch them.",
                 messages.WARNING,
             )
-        running = queryset.exclude(lease_owner="").filter(lease_until__gt=Now()).count()
-        if running:
+        if running := sum(1 for source in due if source.running_on):
             # The run in progress schedules its source when it ends, from its own outcome.
             self.message_user(
                 request,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import models
+from dataclasses import dataclass
+
+from django.db import connections, models
 from django.db.models.functions import Now
 
 
@@ -17,6 +19,40 @@ class SourceQuerySet(models.QuerySet["Source"]):
     def failing(self) -> SourceQuerySet:
         """Sources whose latest run failed."""
         return self.filter(last_status="failed")  # cluster.models.TaskRun.Status.FAILED
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class Fetched:
+        """What :meth:`fetch_now` did to one source."""
+
+        url: str
+        enabled: bool  # False: left as it was, not made due
+        running_on: str  # the node holding a live lease, "" if none: that run reschedules it
+
+    def fetch_now(self) -> list[Fetched]:
+        """Make these sources due now, which also ends any failure backoff.
+
+        A disabled source is left alone: an operator disabled it on purpose, and only
+        enabling it brings it back. "Now" is the database's clock, the one the claim
+        (``cluster.leases``) compares ``next_run_at`` with, and what each source was
+        (enabled, leased) is read by the same statement that changes it.
+        """
+        ids = list(self.values_list("pk", flat=True))
+        if not ids:
+            return []
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE ingest_source
+                SET next_run_at = CASE WHEN enabled THEN now() ELSE next_run_at END
+                WHERE id = ANY(%s)
+                RETURNING url, enabled,
+                          CASE WHEN lease_owner <> '' AND lease_until > now()
+                               THEN lease_owner ELSE '' END
+                """,
+                [ids],
+            )
+            rows = cursor.fetchall()
+        return [self.Fetched(url=url, enabled=on, running_on=node) for url, on, node in rows]
 
 
 def due_q(now: object | None = None) -> models.Q:

@@ -4,7 +4,8 @@ Transport-independent: the SSH console and the Discord bot both call
 :meth:`Commands.handle`. It never raises: unknown input or bad arguments get the help
 text, a database error gets a short line (the details go to the log). Replies are
 single messages of at most ``limit`` characters (Discord's cap is 2,000) with control
-characters replaced, so text from an upstream (an error message) cannot drive a terminal.
+characters replaced, so text from an upstream (an error message) cannot drive a terminal,
+and URLs and error texts masked as the status page masks them (:func:`etl.text.redact`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import Error as DatabaseError
 
 from cluster import status as cluster_status
 from etl.chat import queries
+from etl.text import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,12 @@ def clip(text: str, limit: int) -> str:
     return text[: cut if cut > 0 else room] + TRUNCATED
 
 
-def _line(text: str, chars: int) -> str:
-    """``text`` on one line, at most ``chars`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
+def _line(outside: str, chars: int) -> str:
+    """Outside text (a URL, an error) on one line, at most ``chars``, secrets masked.
+
+    Masked before it is cut: a cut could leave a password without the ``@`` that marks it.
+    """
+    return one_line(redact(outside), chars)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

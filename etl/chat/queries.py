@@ -103,22 +103,10 @@ def sources(*, failing: bool, limit: int) -> SourcePage:
 
 def fetch_now(url: str) -> Fetched:
     """Make the source due now (which also ends a failure backoff), if it is enabled."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE ingest_source
-            SET next_run_at = CASE WHEN enabled THEN now() ELSE next_run_at END
-            WHERE url = %s
-            RETURNING enabled,
-                      CASE WHEN lease_owner <> '' AND lease_until > now()
-                           THEN lease_owner ELSE '' END
-            """,
-            [url],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    done = Source.objects.filter(url=url).fetch_now()  # the URL is unique: one or none
+    if not done:
         return Fetched(found=False)
-    return Fetched(found=True, enabled=bool(row[0]), running_on=str(row[1]))
+    return Fetched(found=True, enabled=done[0].enabled, running_on=done[0].running_on)
 
 
 CLAIM_PREFIX = "chat:discord:"

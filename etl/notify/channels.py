@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import ClassVar, Protocol
 
 import httpx
 
 from etl.notify.config import NotifyConfig
 from etl.notify.events import Message
+from etl.notify.exceptions import DeliveryError
 from etl.notify.smtp import EmailChannel
 from etl.notify.webhook import WebhookChannel
+
+log = logging.getLogger(__name__)
 
 
 class Channel(Protocol):
@@ -22,6 +27,25 @@ class Channel(Protocol):
     async def send(self, message: Message) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+async def send_once(channel: Channel, message: Message, *, seconds: float) -> DeliveryError | None:
+    """One attempt to send ``message`` within ``seconds``: ``None``, or why it failed.
+
+    Never raises: a timeout or a channel's unexpected exception comes back as a
+    retryable ``DeliveryError`` whose text names what happened.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await channel.send(message)
+    except DeliveryError as exc:
+        return exc
+    except TimeoutError:
+        return DeliveryError(f"timed out after {seconds:g} s", retryable=True)
+    except Exception as exc:  # a channel bug: reported, and worth a retry
+        log.debug("%s raised", channel.name, exc_info=True)
+        return DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True)
+    return None
 
 
 def build(

@@ -12,20 +12,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
+from etl import text
 from etl.notify import config
 
 PREFIX = "[shardetl]"
+# Titles go on one line: subjects become mail headers, and a URL or error holding CR/LF
+# must not break them.
+SUBJECT_CHARS = 200
 Fields = dict[str, str | int | float | None]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    # Subjects become mail headers: a URL or error holding CR/LF must not break them.
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +58,7 @@ def render(event: Event, *, node: str) -> Message:
     body = "\n".join(f"{name.replace('_', ' ')}: {value}" for name, value in facts.items())
     return Message(
         kind=event.kind,
-        subject=f"{PREFIX} {_one_line(event.title())}",
+        subject=f"{PREFIX} {text.one_line(event.title(), SUBJECT_CHARS)}",
         body=body + "\n",
         fields=facts,
         node=node,
@@ -195,7 +193,7 @@ class Held:
     def add(self, event: Event) -> None:
         self.counts[event.kind] += 1
         if len(self.samples) < self.samples_kept:
-            self.samples.append(_one_line(event.title()))
+            self.samples.append(text.one_line(event.title(), SUBJECT_CHARS))
 
     def __bool__(self) -> bool:
         return bool(self.counts)

@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from etl.notify import events, metrics
-from etl.notify.channels import Channel
+from etl.notify.channels import Channel, send_once
 from etl.notify.config import NotifyConfig
-from etl.notify.exceptions import DeliveryError
 from etl.notify.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -188,33 +187,23 @@ class Notifier:
         attempt = 0
         while True:
             attempt += 1
-            retry_after: float | None = None
-            try:
-                async with asyncio.timeout(self.config.timeout_seconds):
-                    await channel.send(message)
-            except DeliveryError as exc:
-                error, retryable, retry_after = str(exc), exc.retryable, exc.retry_after
-            except TimeoutError:
-                error, retryable = f"timed out after {self.config.timeout_seconds:g} s", True
-            except Exception as exc:  # noqa: BLE001 - a channel bug: log it, retry it
-                self._log.debug("%s raised", channel.name, exc_info=True)
-                error, retryable = f"{type(exc).__name__}: {exc}", True
-            else:
+            failure = await send_once(channel, message, seconds=self.config.timeout_seconds)
+            if failure is None:
                 self._count(metrics.SENT, [channel])
                 self._log.info("notification sent by %s: %s", channel.name, message.subject)
                 return None
-            if not retryable or attempt >= self.config.attempts:
+            if not failure.retryable or attempt >= self.config.attempts:
                 self._count(metrics.FAILED, [channel])
                 self._log.warning(
                     "notification failed: %s gave up after %d attempt(s): %s; message was %r",
                     channel.describe(),
                     attempt,
-                    error,
+                    failure,
                     message.subject,
                 )
-                return error
+                return str(failure)
             self._count(metrics.RETRIED, [channel])
-            await self.sleep(self.backoff(attempt, retry_after))
+            await self.sleep(self.backoff(attempt, failure.retry_after))
 
     async def stop(self) -> None:
         """Send what is queued for up to ``drain_seconds``, then drop the rest (counted)."""

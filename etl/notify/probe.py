@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from etl.notify import events
-from etl.notify.channels import Channel
-from etl.notify.exceptions import DeliveryError
+from etl.notify.channels import Channel, send_once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,18 +22,11 @@ async def probe(channels: Sequence[Channel], *, node: str, seconds: float) -> li
     message = events.render(events.Probe(), node=node)
 
     async def one(channel: Channel) -> ProbeResult:
-        error: str | None = None
         try:
-            async with asyncio.timeout(seconds):
-                await channel.send(message)
-        except TimeoutError:
-            error = f"timed out after {seconds:g} s"
-        except DeliveryError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - reported to the operator, not raised
-            error = f"{type(exc).__name__}: {exc}"
+            failure = await send_once(channel, message, seconds=seconds)
         finally:
             await channel.aclose()
+        error = None if failure is None else str(failure)
         return ProbeResult(channel=channel.name, description=channel.describe(), error=error)
 
     return list(await asyncio.gather(*(one(channel) for channel in channels)))

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import httpx
 
 import etl
+from etl import text
 from etl.notify.config import WebhookConfig
 from etl.notify.events import Message
 from etl.notify.exceptions import DeliveryError
@@ -22,14 +23,10 @@ from ingest import retry
 DISCORD_MAX = 2000
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def payload(message: Message) -> dict[str, Any]:
     """The JSON body for ``message``."""
     return {
-        "content": _clip(message.text, DISCORD_MAX),
+        "content": text.cut(message.text, DISCORD_MAX),
         "text": message.text,
         # Discord: an error text holding "@everyone" must not ping a whole server.
         "allowed_mentions": {"parse": []},
@@ -73,7 +70,7 @@ class WebhookChannel:
             return
         status = response.status_code
         raise DeliveryError(
-            f"HTTP {status}: {_clip(' '.join(response.text.split()), 200)}",
+            f"HTTP {status}: {text.one_line(response.text, 200)}",
             retryable=status in {408, 429} or status >= 500,
             retry_after=retry.retry_after(response.headers, now=datetime.now(UTC)),
         )

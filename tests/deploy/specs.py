@@ -7,13 +7,15 @@ and environment as a container started from the files.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 import yaml
 
@@ -24,6 +26,24 @@ ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 K8S = ROOT / "k8s"
 IMAGE = "shardetl"  # the image name every shardetl workload runs (tag aside)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _read_once(parse: Callable[P, T]) -> Callable[P, T]:
+    """``parse``, reading and parsing each file once per session.
+
+    Every call still returns its own copy: a test that changes what it was given changes
+    nothing another test sees.
+    """
+    cached = cast(Callable[P, T], functools.cache(parse))  # the arguments are paths: hashable
+
+    @functools.wraps(parse)
+    def fresh(*args: P.args, **kwargs: P.kwargs) -> T:
+        return copy.deepcopy(cached(*args, **kwargs))
+
+    return fresh
 
 
 # --- Dockerfile -------------------------------------------------------------------------
@@ -62,6 +82,7 @@ class Stage:
         return [str(part) for part in value]
 
 
+@_read_once
 def dockerfile_stages(path: Path = DOCKERFILE) -> list[Stage]:
     """The Dockerfile's stages, comments dropped and continuation lines joined."""
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
@@ -90,10 +111,12 @@ def image_argv(args: list[str] | None = None) -> list[str]:
 # --- YAML -------------------------------------------------------------------------------
 
 
+@_read_once
 def yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
+@_read_once
 def kustomization(directory: Path = K8S) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((directory / "kustomization.yaml").read_text())
     return loaded
@@ -202,6 +225,7 @@ def k8s_config_maps() -> dict[str, dict[str, str]]:
 # --- Compose ----------------------------------------------------------------------------
 
 
+@_read_once
 def dotenv(path: Path = ENV_EXAMPLE) -> dict[str, str]:
     """``KEY=value`` lines, as Compose reads its ``.env`` (comments and blanks skipped)."""
     values: dict[str, str] = {}
@@ -262,6 +286,7 @@ def _interpolate_tree(node: Any, variables: Mapping[str, str]) -> Any:
     return node
 
 
+@_read_once
 def compose_raw() -> dict[str, Any]:
     """The compose file as YAML (merge keys resolved), before interpolation."""
     loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())

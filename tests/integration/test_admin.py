@@ -123,6 +123,34 @@ def test_fetch_now_makes_a_backed_off_source_due_at_once(
     assert untouched.next_run_at == later
 
 
+def test_fetch_now_skips_disabled_sources_and_says_so(
+    admin: Client, make_source: Callable[..., Source]
+) -> None:
+    later = timezone.now() + timedelta(minutes=30)
+    on = make_source("http://upstream.test/on.json", next_run_at=later)
+    off = make_source("http://upstream.test/off.json", next_run_at=later, enabled=False)
+    busy = make_source(
+        "http://upstream.test/busy.json",
+        next_run_at=later,
+        lease_owner="node-b",
+        lease_until=timezone.now() + timedelta(minutes=1),
+    )
+
+    page = _act(admin, "fetch_now", on, off, busy)
+    assert "2 source(s) due now" in page
+    assert "1 disabled source(s) skipped: enable them to fetch them." in page
+    assert "1 of them being fetched right now" in page
+    off.refresh_from_db()
+    assert (off.enabled, off.next_run_at) == (False, later)  # not enabled, not made due
+    on.refresh_from_db()
+    assert on.next_run_at is not None
+    assert on.next_run_at <= leases.db_now()
+
+    page = _act(admin, "fetch_now", on)
+    assert "skipped" not in page
+    assert "being fetched" not in page
+
+
 def test_disable_stops_claims_and_enable_restores_them(
     admin: Client, make_source: Callable[..., Source]
 ) -> None:
@@ -137,7 +165,7 @@ def test_disable_stops_claims_and_enable_restores_them(
     view = membership.Static(slot=sharding.owner(off.url, 2), count=2, ttl=15)
     Source.objects.update(lease_owner="", lease_until=None)
     assert off.pk not in _claim(view)
-    _act(admin, "fetch_now", off)  # due, but still disabled
+    _act(admin, "fetch_now", off)  # skipped: fetch now never overrides a disable
     Source.objects.update(lease_owner="", lease_until=None)
     assert off.pk not in _claim()
 

@@ -61,6 +61,15 @@ def test_fetch_now_names_the_node_running_the_source(make_source: Any) -> None:
     assert queries.fetch_now("http://up.test/none.json") == queries.Fetched(found=False)
 
 
+def test_fetch_now_leaves_a_disabled_source_alone(make_source: Any) -> None:
+    later = leases.db_now() + timedelta(hours=1)
+    make_source("http://up.test/off.json", next_run_at=later, enabled=False, consecutive_failures=4)
+    off = queries.fetch_now("http://up.test/off.json")
+    assert off == queries.Fetched(found=True, enabled=False, running_on="")
+    source = Source.objects.get(url="http://up.test/off.json")
+    assert (source.enabled, source.next_run_at) == (False, later)
+
+
 def test_failing_sources_come_most_failing_first(make_source: Any) -> None:
     make_source("http://up.test/a", last_status="failed", consecutive_failures=1, last_error="a")
     make_source("http://up.test/b", last_status="failed", consecutive_failures=5, last_error="b")

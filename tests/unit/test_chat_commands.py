@@ -223,6 +223,40 @@ async def test_fetch_accepts_a_url_in_angle_brackets(chat: Commands, store: Fake
     assert store.calls == [("fetch_now", "http://up/a?x=1")]
 
 
+SECRET_URL = "https://ops:hunter2@up.test/feed?page=2&api_key=s3cr3t&access_token=t0k3n"
+MASKED_URL = "https://***@up.test/feed?page=2&api_key=***&access_token=***"
+
+
+async def test_source_urls_and_errors_are_masked_in_replies(
+    chat: Commands, store: FakeStore
+) -> None:
+    store.page = queries.SourcePage(
+        total=1,
+        rows=[
+            _line(SECRET_URL, status="failed", failures=2, error=f"HTTP 403 fetching {SECRET_URL}")
+        ],
+    )
+    listed = await chat.handle("sources failing")
+    assert listed.splitlines()[1] == f"{MASKED_URL} — failed x2: HTTP 403 fetching {MASKED_URL}"
+    for fetched in (queries.Fetched(found=True, enabled=True), queries.Fetched(found=False)):
+        store.fetched = fetched
+        assert MASKED_URL in await chat.handle(f"fetch {SECRET_URL}")
+    assert store.calls[-1] == ("fetch_now", SECRET_URL)  # the store gets the real URL
+    for secret in ("hunter2", "s3cr3t", "t0k3n"):
+        assert secret not in listed
+
+
+async def test_an_error_is_masked_before_it_is_cut(chat: Commands, store: FakeStore) -> None:
+    # Cut first, the "@" that marks the password would fall off and the password show.
+    error = "x" * (commands.ERROR_CHARS - 30) + " https://ops:hunter2hunter2hunter2@up.test/"
+    store.page = queries.SourcePage(
+        total=1, rows=[_line("http://up/x", status="failed", error=error)]
+    )
+    reply = await chat.handle("sources")
+    assert "hunter2" not in reply
+    assert "https://***@" in reply
+
+
 async def test_a_database_error_is_one_short_line_and_logged(
     chat: Commands, store: FakeStore, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -85,11 +85,14 @@ def test_json_exceptions_are_one_line_and_uvicorn_colour_copies_dropped() -> Non
     assert "color_message" not in line
 
 
-@pytest.mark.parametrize(("raw", "name"), [(None, "plain"), ("", "plain"), (" JSON ", "json")])
-def test_format_name(raw: str | None, name: str) -> None:
-    assert logs.format_name(raw) == name
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [({}, "plain"), ({"ETL_LOG_FORMAT": ""}, "plain"), ({"ETL_LOG_FORMAT": " JSON "}, "json")],
+)
+def test_format_name(env: dict[str, str], name: str) -> None:
+    assert logs.format_name(env) == name
 
 
 def test_unknown_format_is_refused() -> None:
-    with pytest.raises(ConfigError, match="ETL_LOG_FORMAT"):
-        logs.format_name("xml")
+    with pytest.raises(ConfigError, match="ETL_LOG_FORMAT must be plain or json, got 'xml'"):
+        logs.format_name({"ETL_LOG_FORMAT": "xml"})

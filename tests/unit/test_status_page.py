@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import etl.text
 from cluster import status
 from etl import status_page
 
@@ -31,7 +32,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     ],
 )
 def test_redact_masks_credentials_and_token_parameters(text: str, shown: str) -> None:
-    assert status_page.redact(text) == shown
+    assert etl.text.redact(text) == shown
 
 
 @pytest.mark.parametrize(
