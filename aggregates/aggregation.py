@@ -3,10 +3,10 @@
 Full mode recomputes every item from ``ingest_observation`` in one statement.
 Incremental mode (the default) applies the deltas the triggers logged since the last
 pass (``aggregates_statdelta``: per statement and item, the exact sum and count added
-minus removed, and the extremes of each side): most items move by arithmetic alone, and
-only an item whose minimum or maximum may have been removed (or that has no stats yet)
-is recomputed from its observations. Its cost follows the number of changes, not the
-size of the table.
+minus removed, and the extremes of each side). Sum and count move by arithmetic; a
+minimum or maximum that a removed value may have been is probed again, one lookup in the
+(item, value) index; only an item with no stats yet is read whole. Its cost follows the
+number of changes, not the size of the table.
 
 Rounding: ``min``, ``max`` and ``count`` are exact in both modes. ``total`` is a float
 sum, so a total moved by deltas can differ from one added up afresh in the last bits (as
@@ -47,9 +47,12 @@ upserted AS (
     ON CONFLICT (item_id) DO UPDATE
     SET total = EXCLUDED.total, count = EXCLUDED.count, min = EXCLUDED.min,
         max = EXCLUDED.max, avg = EXCLUDED.avg, computed_at = EXCLUDED.computed_at
-    WHERE (s.total, s.count, s.min, s.max, s.avg)
-          IS DISTINCT FROM (EXCLUDED.total, EXCLUDED.count, EXCLUDED.min, EXCLUDED.max,
-                            EXCLUDED.avg)
+    WHERE (s.count, s.min, s.max) IS DISTINCT FROM (EXCLUDED.count, EXCLUDED.min, EXCLUDED.max)
+       -- Totals are float sums: the same values added in another order (a parallel
+       -- plan's workers) can differ in the last bits. A difference within the rounding
+       -- bound of summing them, count * count * the largest |value| * 2^-53, is no change.
+       OR abs(s.total - EXCLUDED.total) > EXCLUDED.count::float8 * EXCLUDED.count
+              * greatest(abs(EXCLUDED.min), abs(EXCLUDED.max)) * 1.1102230246251565e-16
     RETURNING 1),
 removed AS (
     DELETE FROM aggregates_itemstats s
@@ -60,9 +63,15 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM upserted),
        (SELECT count(*) FROM removed), {recomputed}
 """
 
+# Full mode groups into a temporary table first: a read-only statement may use parallel
+# workers, and a data-modifying one (the upsert) never does; this halves the pass.
+_GROUP = f"""
+CREATE TEMPORARY TABLE fresh ON COMMIT DROP AS
+SELECT item_id, {_STATS} FROM ingest_observation GROUP BY item_id
+"""
+
 _FULL = f"""
-WITH fresh AS (SELECT item_id, {_STATS} FROM ingest_observation GROUP BY item_id),
-stale AS (SELECT item_id FROM aggregates_itemstats),
+WITH stale AS (SELECT item_id FROM aggregates_itemstats),
 {_WRITE.format(recomputed="(SELECT count(*) FROM fresh)")}"""
 
 # Deltas summed per item by a statement of their own (so this one's planner sees how
@@ -74,6 +83,9 @@ SELECT item_id, sum(total), sum(count), min(added_min), max(added_max),
 FROM taken GROUP BY item_id
 """
 
+# An extreme of one item from its observations: one probe of the (item, value) index.
+_EXTREME = "(SELECT {fn}(value) FROM ingest_observation o WHERE o.item_id = j.item_id)"
+
 _INCREMENTAL = f"""
 WITH d AS (
     SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::bigint[], %s::float8[],
@@ -81,31 +93,28 @@ WITH d AS (
         AS d(item_id, total, count, added_min, added_max, removed_min, removed_max)),
 j AS (
     SELECT d.*, s.item_id IS NOT NULL AS known, s.total AS s_total, s.count AS s_count,
-           s.min AS s_min, s.max AS s_max
+           s.min AS s_min, s.max AS s_max,
+           d.removed_min <= s.min AS lost_min, d.removed_max >= s.max AS lost_max
     FROM d LEFT JOIN aggregates_itemstats s ON s.item_id = d.item_id),
--- Recomputed from observations: items without stats yet, and items that may have lost
--- their minimum or maximum (a removed value at or beyond the old extreme).
-redo AS MATERIALIZED (
-    SELECT item_id FROM j
-    WHERE NOT known
-       OR (s_count + count > 0 AND (removed_min <= s_min OR removed_max >= s_max))),
 fresh AS (
-    -- One index lookup per item (LATERAL), never a scan of the whole table.
-    SELECT r.item_id, o.total, o.count, o.min, o.max
-    FROM redo r CROSS JOIN LATERAL (
-        SELECT {_STATS} FROM ingest_observation WHERE item_id = r.item_id) o
-    WHERE o.count > 0
+    -- Items without stats yet: read whole (one index range each, LATERAL).
+    SELECT j.item_id, o.total, o.count, o.min, o.max
+    FROM j CROSS JOIN LATERAL (
+        SELECT {_STATS} FROM ingest_observation WHERE item_id = j.item_id) o
+    WHERE NOT j.known AND o.count > 0
     UNION ALL
-    SELECT item_id, s_total + total, s_count + count, least(s_min, added_min),
-           greatest(s_max, added_max)
+    -- The rest move by the deltas: sum and count exactly; an extreme that a removed
+    -- value may have been is probed again, otherwise the added values can only widen it.
+    SELECT item_id, s_total + total, s_count + count,
+           CASE WHEN lost_min THEN {_EXTREME.format(fn="min")}
+                ELSE least(s_min, added_min) END,
+           CASE WHEN lost_max THEN {_EXTREME.format(fn="max")}
+                ELSE greatest(s_max, added_max) END
     FROM j
-    WHERE known AND s_count + count > 0 AND item_id NOT IN (SELECT item_id FROM redo)),
--- Rows that may have to go: items recomputed, and items whose count reached zero.
-stale AS (
-    SELECT item_id FROM redo
-    UNION ALL
-    SELECT item_id FROM j WHERE known AND s_count + count <= 0),
-{_WRITE.format(recomputed="(SELECT count(*) FROM redo)")}"""
+    WHERE known AND s_count + count > 0),
+-- Rows that may have to go: items whose count reached zero.
+stale AS (SELECT item_id FROM j WHERE known AND s_count + count <= 0),
+{_WRITE.format(recomputed="(SELECT count(*) FROM j WHERE NOT known OR lost_min OR lost_max)")}"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +124,7 @@ class PassResult:
     items: int = 0  # items whose stats were computed (recomputed or moved by deltas)
     changed: int = 0  # stats rows inserted or updated
     removed: int = 0  # stats rows of items with no observations left
-    recomputed: int = 0  # items read again from their observations (the rest: deltas)
+    recomputed: int = 0  # items new to the stats or whose min/max was probed again
     seconds: float = 0.0
     reason: str = ""
 
@@ -137,6 +146,7 @@ def _run(cursor: Any, full: bool) -> tuple[str, int, int, int, int]:
     full = full or _needs_full(cursor)
     if full:
         cursor.execute("DELETE FROM aggregates_statdelta")  # all subsumed by this snapshot
+        cursor.execute(_GROUP)
         cursor.execute(_FULL)
     else:
         cursor.execute(_TAKE)

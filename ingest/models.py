@@ -114,7 +114,10 @@ class Item(models.Model):
 class Observation(models.Model):
     """A value of an item seen by a source; one per (source, item), replaced per run."""
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="observations")
+    # Indexed with its value (Meta.indexes), which serves the foreign key too.
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="observations", db_index=False
+    )
     # Indexed by the unique (source, item) constraint already: a second index would only
     # slow every load down.
     source = models.ForeignKey(
@@ -127,6 +130,10 @@ class Observation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "item"], name="observation_source_item")
         ]
+        # (item, value) rather than (item): an item's min or max is one index probe,
+        # which lets the incremental aggregation pass re-read an extreme it may have
+        # lost without reading all of the item's observations.
+        indexes = [models.Index(fields=["item", "value"], name="observation_item_value")]
 
 
 class Quest(models.Model):

@@ -191,3 +191,42 @@ def test_deltas_move_stats_without_rereading_observations(
 def test_pass_needs_a_transaction_of_its_own() -> None:
     with transaction.atomic(), pytest.raises(RuntimeError, match="transaction of its own"):
         aggregation.run_pass()
+
+
+def test_a_total_off_by_rounding_is_kept_and_a_real_change_is_written(
+    make_source: Callable[..., Source],
+) -> None:
+    # A parallel plan adds the same values in another order; its total may differ in the
+    # last bits. Such a row is not rewritten, but any real change still is.
+    a, b = make_source("http://h/a"), make_source("http://h/b")
+    _load(a, [("x", "", 0.1)])
+    _load(b, [("x", "", 0.2)])
+    assert aggregation.run_pass(full=True).changed == 1
+    stats = ItemStats.objects.get(item__key="x")
+    ItemStats.objects.filter(pk=stats.pk).update(total=math.nextafter(stats.total, 1.0))
+    assert aggregation.run_pass(full=True).changed == 0  # one ulp: the same sum
+    ItemStats.objects.filter(pk=stats.pk).update(total=stats.total + 1e-9)
+    assert aggregation.run_pass(full=True).changed == 1  # drifted beyond rounding: mended
+    assert ItemStats.objects.get(pk=stats.pk).total == stats.total
+    _load(a, [("x", "", 0.1 + 1e-12)])  # a real change, however small
+    result = aggregation.run_pass()
+    assert (result.mode, result.changed) == ("incremental", 1)
+    _assert_same(_table(), _group_by())
+
+
+def test_an_extreme_lost_is_probed_and_the_rest_moves_by_deltas(
+    make_source: Callable[..., Source],
+) -> None:
+    sources = [make_source(f"http://h/{n}") for n in range(5)]
+    for n, source in enumerate(sources):
+        _load(source, [("x", "", float(n)), ("y", "", float(10 * n))])
+    aggregation.run_pass(full=True)
+    _load(sources[0], [("x", "", 2.5)])  # x loses its min 0.0; y (0.0) goes
+    _load(sources[4], [("x", "", 4.0), ("y", "", 41.0)])  # y's max moves up
+    result = aggregation.run_pass()
+    assert (result.items, result.recomputed) == (2, 2)  # x's min, y's min probed
+    _assert_same(_table(), _group_by())
+    x = ItemStats.objects.get(item__key="x")
+    assert (x.min, x.max, x.count) == (1.0, 4.0, 5)
+    y = ItemStats.objects.get(item__key="y")
+    assert (y.min, y.max, y.count) == (10.0, 41.0, 4)
