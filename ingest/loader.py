@@ -13,6 +13,7 @@ callers go through :mod:`etl.db`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.utils import OperationalError
 
-from ingest import records
+from ingest import records, runs
 from ingest.exceptions import LeaseLost, LoadError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Batch:
     etag: str = ""
     last_modified: str = ""
     check_lease: bool = True
+    closing: runs.Closing | None = None  # this is the run's last page: close it too
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +46,8 @@ class LoadOutcome:
     rows_in: int
     rows_out: int
     cursor: int | None = None
+    closed: bool = False  # the run was closed in the same transaction (Batch.closing)
+    streak: runs.Streak = None  # from runs.close, when closed
 
 
 _STAGING = {
@@ -317,4 +321,19 @@ def _load_once(batch: Batch) -> LoadOutcome:
             """,
             [batch.etag, batch.last_modified, new_cursor, batch.source_id],
         )
-    return LoadOutcome(rows_in=len(result.rows), rows_out=written, cursor=new_cursor)
+        if batch.closing is None:
+            return LoadOutcome(rows_in=len(result.rows), rows_out=written, cursor=new_cursor)
+        tally = dataclasses.replace(
+            batch.closing.tally,
+            rows_in=batch.closing.tally.rows_in + len(result.rows),
+            rows_out=batch.closing.tally.rows_out + written,
+        )
+        streak = runs.close(
+            cursor,
+            dataclasses.replace(batch.closing, tally=tally),
+            source_id=batch.source_id,
+            node=batch.node,
+        )
+    return LoadOutcome(
+        rows_in=len(result.rows), rows_out=written, cursor=new_cursor, closed=True, streak=streak
+    )

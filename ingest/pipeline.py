@@ -53,10 +53,17 @@ def with_since(url: str, since: int | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _next_run(ctx: Context, source: Claimed) -> datetime:
+    return schedule.next_run(source.schedule, ctx.clock(), source.url)
+
+
 async def _one_page(
     ctx: Context, source: Claimed, cursor: int | None, tally: runs.RunTally
-) -> tuple[bool, int | None]:
-    """Fetch, parse and load one body; return (more pages follow, new cursor)."""
+) -> tuple[bool, int | None, loader.LoadOutcome | None]:
+    """Fetch, parse and load one body; return (more pages follow, new cursor, the load).
+
+    A source that is not incremental has one page: its load closes the run as well.
+    """
     incremental = source.parser in INCREMENTAL
     url = with_since(source.url, cursor) if incremental else source.url
     started = time.perf_counter()
@@ -77,7 +84,7 @@ async def _one_page(
     metrics.BYTES_FETCHED.inc(len(fetched.body))
     if fetched.not_modified:
         tally.status = TaskRun.Status.UNCHANGED
-        return False, cursor
+        return False, cursor, None
 
     started = time.perf_counter()
     parsed = await ctx.pool.parse(source.parser, fetched.body, url=url, options=source.options)
@@ -101,6 +108,13 @@ async def _one_page(
             etag=fetched.etag,
             last_modified=fetched.last_modified,
             check_lease=ctx.check_lease,
+            closing=None
+            if incremental
+            else runs.Closing(
+                run_id=source.run_id,
+                next_run_at=_next_run(ctx, source),
+                tally=dataclasses.replace(tally),
+            ),
         ),
     )
     metrics.LOAD_SECONDS.observe(time.perf_counter() - started)
@@ -108,7 +122,7 @@ async def _one_page(
     tally.rows_in += outcome.rows_in
     tally.rows_out += outcome.rows_out
     more = incremental and parsed.more and outcome.cursor != cursor
-    return more, outcome.cursor
+    return more, outcome.cursor, outcome
 
 
 async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
@@ -120,10 +134,11 @@ async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
 async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     run_id = source.run_id
     tally = runs.RunTally()
+    last: loader.LoadOutcome | None = None
     try:
         cursor = source.cursor
         for _page in range(ctx.max_pages):
-            more, cursor = await _one_page(ctx, source, cursor, tally)
+            more, cursor, last = await _one_page(ctx, source, cursor, tally)
             if not more:
                 break
     except asyncio.CancelledError:
@@ -153,14 +168,16 @@ async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
             tally.bytes,
         )
     metrics.RUNS.labels(tally.status).inc()
-    next_run_at = schedule.next_run(source.schedule, ctx.clock(), source.url)
-    streak = await db.call(
-        runs.finish_source,
-        run_id=run_id,
-        source_id=source.id,
-        node=ctx.node,
-        tally=tally,
-        next_run_at=next_run_at,
-    )
+    if last is not None and last.closed and tally.status == TaskRun.Status.OK:
+        streak = last.streak  # the load closed the run in its transaction
+    else:
+        streak = await db.call(
+            runs.finish_source,
+            run_id=run_id,
+            source_id=source.id,
+            node=ctx.node,
+            tally=tally,
+            next_run_at=_next_run(ctx, source),
+        )
     notify.source_run(url=source.url, status=tally.status, error=tally.error, streak=streak)
     return tally

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from django.db import connection
@@ -51,8 +52,11 @@ def record(*, node: str, job: str, started_at: datetime, tally: RunTally) -> Non
     finish(run_id, tally)
 
 
-def finish(run_id: int, tally: RunTally) -> None:
-    TaskRun.objects.filter(pk=run_id).update(
+def finish(run_id: int, tally: RunTally, *, still_running: bool = False) -> None:
+    runs = TaskRun.objects.filter(pk=run_id)
+    if still_running:
+        runs = runs.filter(status=TaskRun.Status.RUNNING)
+    runs.update(
         finished_at=timezone.now(),
         status=tally.status,
         rows_in=tally.rows_in,
@@ -65,71 +69,100 @@ def finish(run_id: int, tally: RunTally) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closing:
+    """What closing a source's run needs. Given one, the loader closes the run in the
+    same transaction as its last page: one commit fewer, and no moment when the rows are
+    in but the run is not recorded."""
+
+    run_id: int
+    next_run_at: datetime
+    tally: RunTally
+
+
+Streak = tuple[int, int] | None  # consecutive failures before and after a run; see below
+
+
 def finish_source(
     *, run_id: int, source_id: int, node: str, tally: RunTally, next_run_at: datetime
-) -> tuple[int, int] | None:
-    """Close the run, store the source's outcome, schedule it and release our lease.
+) -> Streak:
+    """Close the run, store the source's outcome, schedule it and release our lease."""
+    with connection.cursor() as cursor:
+        return close(
+            cursor,
+            Closing(run_id=run_id, next_run_at=next_run_at, tally=tally),
+            source_id=source_id,
+            node=node,
+        )
+
+
+def close(cursor: Any, closing: Closing, *, source_id: int, node: str) -> Streak:
+    """:func:`finish_source` on ``cursor``, inside the caller's transaction if it has one.
 
     One statement for both. A node whose lease was taken over (or already released by
     the node that took it over) records its run but leaves the source alone: the other
     outcome counts. Returns the source's consecutive failures (before, after) this run,
     or ``None`` when the source was left alone.
     """
+    tally = closing.tally
     failed = tally.status == TaskRun.Status.FAILED
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            WITH run AS (
-                UPDATE cluster_taskrun
-                SET finished_at = now(), status = %(status)s, rows_in = %(rows)s,
-                    rows_out = %(rows_out)s, rows_rejected = %(rejected)s, bytes = %(bytes)s,
-                    attempts = %(attempts)s, error = %(run_error)s,
-                    rejections = %(rejections)s::jsonb
-                WHERE id = %(run)s
-            ),
-            prev AS (SELECT consecutive_failures FROM ingest_source WHERE id = %(id)s)
-            UPDATE ingest_source
-            SET next_run_at = CASE
-                    WHEN %(failed)s THEN LEAST(%(next)s, now() + make_interval(
-                        secs => LEAST(%(cap)s, %(base)s * power(2, consecutive_failures))))
-                    ELSE %(next)s END,
-                last_status = %(status)s,
-                last_error = %(error)s,
-                consecutive_failures = CASE WHEN %(failed)s
-                                            THEN consecutive_failures + 1 ELSE 0 END,
-                rows_loaded = CASE WHEN %(status)s = 'ok' THEN %(rows)s ELSE rows_loaded END,
-                last_fetched_at = CASE WHEN %(failed)s THEN last_fetched_at ELSE now() END,
-                lease_owner = '',
-                lease_until = NULL
-            WHERE id = %(id)s AND lease_owner = %(node)s
-            RETURNING (SELECT consecutive_failures FROM prev), consecutive_failures
-            """,
-            {
-                "run": run_id,
-                "next": next_run_at,
-                "status": tally.status,
-                "error": tally.error[:2000],
-                "run_error": tally.error[:10_000],
-                "failed": failed,
-                "rows": tally.rows_in,
-                "rows_out": tally.rows_out,
-                "rejected": tally.rows_rejected,
-                "bytes": tally.bytes,
-                "attempts": tally.attempts,
-                "rejections": orjson.dumps(tally.rejections).decode(),
-                "node": node,
-                "id": source_id,
-                "base": RETRY_BASE_SECONDS,
-                "cap": RETRY_CAP_SECONDS,
-            },
-        )
-        row = cursor.fetchone()
+    cursor.execute(
+        """
+        WITH run AS (
+            UPDATE cluster_taskrun
+            SET finished_at = now(), status = %(status)s, rows_in = %(rows)s,
+                rows_out = %(rows_out)s, rows_rejected = %(rejected)s, bytes = %(bytes)s,
+                attempts = %(attempts)s, error = %(run_error)s,
+                rejections = %(rejections)s::jsonb
+            WHERE id = %(run)s
+        ),
+        prev AS (SELECT consecutive_failures FROM ingest_source WHERE id = %(id)s)
+        UPDATE ingest_source
+        SET next_run_at = CASE
+                WHEN %(failed)s THEN LEAST(%(next)s, now() + make_interval(
+                    secs => LEAST(%(cap)s, %(base)s * power(2, consecutive_failures))))
+                ELSE %(next)s END,
+            last_status = %(status)s,
+            last_error = %(error)s,
+            consecutive_failures = CASE WHEN %(failed)s
+                                        THEN consecutive_failures + 1 ELSE 0 END,
+            rows_loaded = CASE WHEN %(status)s = 'ok' THEN %(rows)s ELSE rows_loaded END,
+            last_fetched_at = CASE WHEN %(failed)s THEN last_fetched_at ELSE now() END,
+            lease_owner = '',
+            lease_until = NULL
+        WHERE id = %(id)s AND lease_owner = %(node)s
+        RETURNING (SELECT consecutive_failures FROM prev), consecutive_failures
+        """,
+        {
+            "run": closing.run_id,
+            "next": closing.next_run_at,
+            "status": tally.status,
+            "error": tally.error[:2000],
+            "run_error": tally.error[:10_000],
+            "failed": failed,
+            "rows": tally.rows_in,
+            "rows_out": tally.rows_out,
+            "rejected": tally.rows_rejected,
+            "bytes": tally.bytes,
+            "attempts": tally.attempts,
+            "rejections": orjson.dumps(tally.rejections).decode(),
+            "node": node,
+            "id": source_id,
+            "base": RETRY_BASE_SECONDS,
+            "cap": RETRY_CAP_SECONDS,
+        },
+    )
+    row = cursor.fetchone()
     return (row[0], row[1]) if row else None
 
 
 def abandon(*, run_id: int, source_id: int, node: str, tally: RunTally) -> None:
-    """Close an interrupted run and release the lease; the source stays due for retry."""
-    finish(run_id, tally)
+    """Close an interrupted run and release the lease; the source stays due for retry.
+
+    A run its last load already closed (the interruption came just after it) is left
+    as it was recorded.
+    """
+    finish(run_id, tally, still_running=True)
     with connection.cursor() as cursor:
         cursor.execute(
             """

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils.timezone import now
 
-from ingest import loader
+from cluster.models import TaskRun
+from ingest import loader, runs
 from ingest.exceptions import LeaseLost
 from ingest.models import Item, Observation, Quest, QuestRequirement, QuestReward, Source, Trade
 from ingest.records import (
@@ -221,3 +225,48 @@ def test_a_deadlock_victim_is_loaded_again(
     assert "load attempt 1 aborted by the server (40P01); retrying" in caplog.text
     assert outcome.rows_out == 1
     assert Item.objects.get(key="a").name == "A2"
+
+
+def test_the_last_page_closes_its_run_in_the_same_transaction(
+    make_source: Callable[..., Source],
+) -> None:
+    src = make_source("http://h/closing")
+    Source.objects.filter(pk=src.pk).update(consecutive_failures=2)
+    _lease(src)
+    run = TaskRun.objects.create(node="n1", job="source:shop-html", source=src, started_at=now())
+    next_run_at = now() + timedelta(hours=1)
+    tally = runs.RunTally(bytes=123, attempts=1)
+    tally.reject(4, "NaN is not a value")
+    rows = [ObservationRecord(item_key="x", value=1.0), ObservationRecord(item_key="y", value=2.0)]
+    batch = dataclasses.replace(
+        _batch(src, "observations", rows),
+        closing=runs.Closing(run_id=run.pk, next_run_at=next_run_at, tally=tally),
+    )
+    outcome = loader.load(batch)
+    assert (outcome.closed, outcome.streak) == (True, (2, 0))  # a failure streak ended
+    run.refresh_from_db()
+    assert run.status == TaskRun.Status.OK
+    assert run.finished_at is not None
+    assert (run.rows_in, run.rows_out, run.rows_rejected, run.bytes) == (2, 2, 1, 123)
+    src.refresh_from_db()
+    assert (src.lease_owner, src.next_run_at, src.rows_loaded) == ("", next_run_at, 2)
+    # An interruption noticed after that commit does not rewrite what was recorded.
+    runs.abandon(run_id=run.pk, source_id=src.pk, node="n1", tally=runs.RunTally(status="failed"))
+    run.refresh_from_db()
+    assert run.status == TaskRun.Status.OK
+
+
+def test_a_refused_last_page_leaves_its_run_open(make_source: Callable[..., Source]) -> None:
+    src = make_source("http://h/taken")
+    _lease(src, node="n2")  # taken over
+    run = TaskRun.objects.create(node="n1", job="source:shop-html", source=src, started_at=now())
+    batch = dataclasses.replace(
+        _batch(src, "observations", [ObservationRecord(item_key="x", value=1.0)]),
+        closing=runs.Closing(run_id=run.pk, next_run_at=now(), tally=runs.RunTally()),
+    )
+    with pytest.raises(LeaseLost):
+        loader.load(batch)
+    run.refresh_from_db()
+    assert run.status == TaskRun.Status.RUNNING  # the pipeline records the failure
+    assert not Observation.objects.filter(source=src).exists()
+    assert Source.objects.get(pk=src.pk).lease_owner == "n2"

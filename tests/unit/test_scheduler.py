@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+
+from croniter import croniter
 
 from cluster import schedule, scheduler
 
@@ -12,6 +16,32 @@ def test_next_run_spreads_h_by_name() -> None:
     assert len(minutes) > 30  # H spreads sources over the hour
     assert schedule.next_run("H * * * *", now, "x") == schedule.next_run("H * * * *", now, "x")
     assert schedule.next_run("*/5 * * * *", now, "x") == now + timedelta(minutes=5)
+
+
+def test_next_run_with_parsed_specs_kept_equals_a_fresh_croniter() -> None:
+    specs = ["H * * * *", "H/15 H * * *", "*/5 * * * *", "0 3 * * THU", "@hourly", "@daily",
+             "30 H(0-5) * * MON-FRI", "0 0 1 1 *"]  # fmt: skip
+    rng = random.Random(5)
+    for _ in range(300):
+        spec, name = rng.choice(specs), f"http://h/{rng.randrange(50)}"
+        now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(10**8))
+        fresh = croniter(spec, now, hash_id=name.encode()).get_next(datetime)
+        assert schedule.next_run(spec, now, name) == fresh, (spec, name, now)
+
+
+def test_next_run_is_safe_across_threads() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def run(offset: int) -> list[datetime]:
+        return [
+            schedule.next_run("*/5 * * * *", start + timedelta(minutes=offset + i), "x")
+            for i in range(0, 2000, 7)
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(8)))
+    for offset, got in enumerate(results):
+        assert got == run(offset)
 
 
 class FakeClock:
