@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common.setup_django(db)
     from django.db import connections
 
-    from etl.asgi import django_app
+    from etl.asgi import django_app, settle
     from tests.support import servers
 
     header = [
@@ -249,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_catalogue(opts.items, opts.quests, opts.per_item)
         queries = sql_queries_per_request()
         install_urlconf()
+        settle()  # as a node does once started (both sides gain)
         with servers.serve(django_app) as base:
             ours, theirs = measure(base, opts)
         rows = [

@@ -7,6 +7,7 @@ its shutdown, which uvicorn triggers on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -31,6 +32,18 @@ from etl.config import Settings  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+def settle() -> None:
+    """Take everything built at start-up out of the cyclic garbage collector's sight.
+
+    Django, strawberry's schema and the runtime leave a few hundred thousand long-lived
+    objects; every full collection walked them all, and a GraphQL request allocates
+    enough to trigger one every few requests: its p95 was 3-4x its median. Frozen, they
+    are never scanned again (the standard advice for long-running servers).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     runtime: NodeRuntime | None = None
     while True:
@@ -41,6 +54,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 settings = Settings.from_env()
                 runtime = NodeRuntime(settings=settings, ident=identity.resolve(settings))
                 await runtime.start()
+                settle()
             except Exception as exc:
                 log.exception("node failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})

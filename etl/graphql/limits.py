@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import models
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import AddValidationRules, SchemaExtension, max_aliases
+from strawberry.extensions import query_depth_limiter as depth
 from strawberry.types.arguments import StrawberryArgument
 from strawberry_django.fields.field import StrawberryDjangoField
 from strawberry_django.ordering import ORDERING_ARG
@@ -30,6 +31,18 @@ MAX_TOKENS = 2000
 MASKED_MESSAGE = "Unexpected error."
 
 _QS = TypeVar("_QS", bound="models.QuerySet[Any]")
+
+# strawberry's QueryDepthLimiter and MaxAliasesLimiter build new rule classes for every
+# operation, which would make every operation a miss in the validation cache (keyed by
+# the rules). The same rules, built once:
+_RULES = (depth.create_validator(MAX_DEPTH, None), max_aliases.create_validator(MAX_ALIASES))
+
+
+class DepthAndAliases(AddValidationRules):
+    """At most ``MAX_DEPTH`` levels and ``MAX_ALIASES`` aliases in an operation."""
+
+    def __init__(self) -> None:
+        super().__init__(list(_RULES))
 
 
 def page_size(requested: int | None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import strawberry
 import strawberry_django
 from django.db.models import Count, Q
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from cluster import models as cluster
@@ -81,9 +81,12 @@ schema = strawberry.Schema(
     query=Query,
     extensions=[
         limits.IntrospectionOnlyInDebug,
-        functools.partial(QueryDepthLimiter, max_depth=limits.MAX_DEPTH),
-        functools.partial(MaxAliasesLimiter, max_alias_count=limits.MAX_ALIASES),
+        limits.DepthAndAliases,
         functools.partial(MaxTokensLimiter, max_token_count=limits.MAX_TOKENS),
+        # Parsed and validated documents kept by query text (and rules): clients send
+        # the same few queries again and again. Bounded, so odd queries cannot grow it.
+        functools.partial(ParserCache, maxsize=256),
+        functools.partial(ValidationCache, maxsize=256),
         DjangoOptimizerExtension,
         functools.partial(
             MaskErrors, should_mask_error=limits.should_mask, error_message=limits.MASKED_MESSAGE

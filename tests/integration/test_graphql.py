@@ -362,6 +362,8 @@ def test_deep_query_is_rejected(api: str, market: dict[str, Any]) -> None:
     message = error_of(api, _nested(12))
     assert "exceeds maximum operation depth of 10" in message
     assert data_of(api, _nested(11))["items"]  # the deepest accepted shape still answers
+    # Validated documents are cached: the same query is refused again, not let through.
+    assert error_of(api, _nested(12)) == message
 
 
 def test_many_aliases_are_rejected(api: str) -> None:
@@ -394,6 +396,8 @@ def test_introspection_follows_debug(api: str, settings: Any) -> None:
     assert data_of(api, query) == {"__schema": {"queryType": {"name": "Query"}}}
     assert "graphiql" in httpx.get(api, headers=html).text.lower()
     assert data_of(api, "{ __typename }") == {"__typename": "Query"}
+    settings.DEBUG = False  # the same text again: a cached validation must not let it in
+    assert "introspection" in error_of(api, query).lower()
 
 
 def test_mutations_are_rejected(api: str) -> None:
