@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import statistics
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -384,6 +385,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
 # The sample upstream keeps its 256 most recent pages rendered; the sweep stays inside that.
 SWEEP_PAGES = 200
 SWEEP_REQUESTS = 300  # at least, so that each setting runs for a second or so
+PARSE_ROUNDS = 100
 _TINY_PAGE = b'<table class="prices"><tbody><tr data-key="k"><td class="price">1</td></tr></tbody>'
 
 
@@ -428,14 +430,15 @@ def _register_shops(base: str, shops: int) -> list[str]:
 
 
 async def run_pipeline(
-    settings: Any, limits: Any, deadline: _common.Deadline
-) -> tuple[float, float, Any]:
+    settings: Any, limits: Any, deadline: _common.Deadline, page: bytes
+) -> tuple[float, float, Any, tuple[float, float]]:
     """``run_due`` over every due source with a started, warm parse pool, as in a node.
 
-    Returns (seconds to start and warm the pool, seconds of ``run_due``, its summary).
+    Returns (seconds to start and warm the pool, seconds of ``run_due``, its summary,
+    median seconds of one ``page`` parsed through the pool and in this process).
     """
     from cluster import membership
-    from ingest import batch
+    from ingest import batch, parsers
     from ingest.pool import ParsePool
 
     pool = ParsePool(settings.parse_workers)
@@ -449,13 +452,21 @@ async def run_pipeline(
                     for _ in range(2 * settings.parse_workers)
                 ]
                 await asyncio.gather(*tiny)
+            trips, here = [], []
+            for _ in range(PARSE_ROUNDS):  # one at a time: the round trip, not throughput
+                with _common.stopwatch() as trip:
+                    await pool.parse("shop-html", page, url="http://bench.invalid/", options={})
+                trips.append(trip[0])
+                with _common.stopwatch() as local:
+                    parsers.parse("shop-html", page, url="http://bench.invalid/", options={})
+                here.append(local[0])
             with _common.stopwatch() as elapsed:
                 summary = await batch.run_due(
                     settings, membership.Everything(), limits=limits, pool=pool
                 )
     finally:
         await pool.close()
-    return warming[0], elapsed[0], summary
+    return warming[0], elapsed[0], summary, (statistics.median(trips), statistics.median(here))
 
 
 def _check_pipeline(summary: Any, urls: Sequence[str], per_page: int) -> None:
@@ -472,6 +483,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def bench_pages(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
+    import httpx
+
     from etl.config import Settings
     from ingest import fetch
     from ingest.upstream import UpstreamConfig
@@ -514,8 +527,9 @@ def bench_pages(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
                 fetch_all(swept_urls, swept, connections, limit(f"fetch-only ×{connections}"))
             )
             sweep.append((connections, len(swept_urls) / seconds))
-        pool_seconds, full_seconds, summary = asyncio.run(
-            run_pipeline(settings, limits, limit("pipeline"))
+        page = httpx.get(urls[0], timeout=30).content
+        pool_seconds, full_seconds, summary, (trip, local) = asyncio.run(
+            run_pipeline(settings, limits, limit("pipeline"), page)
         )
     _check_pipeline(summary, urls, per_page)
 
@@ -540,6 +554,18 @@ def bench_pages(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
             note=f"vs {_plural(first[0], 'connection')}; {len(swept_urls)} requests",
         )
         for connections, rate in sweep
+    )
+    rows.extend(
+        [
+            "One shop page parsed, one at a time",
+            Row(
+                what="parse through the pool",
+                ours=trip * 1000,
+                baseline=local * 1000,
+                unit="ms",
+                note=f"median of {PARSE_ROUNDS}; baseline: the same parser in this process",
+            ),
+        ]
     )
     where = (
         "a subprocess (python -m etl upstream): no GIL shared with the client"

@@ -55,6 +55,10 @@ class ParseWorkerDied(IngestError):
     """The parse child process died on this body more times than we retry."""
 
 
+class ParsePoolClosed(IngestError):
+    """The node closed its parse pool (shutting down) before this body was parsed."""
+
+
 class LoadError(IngestError):
     """The rows could not be written."""
 

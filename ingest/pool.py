@@ -19,19 +19,25 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import multiprocessing.managers
 import os
+import queue
 import signal
 import threading
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiomultiprocess
+import aiomultiprocess.pool
+import aiomultiprocess.types
 
 from ingest import parsers
-from ingest.exceptions import ParseError, ParseWorkerDied
+from ingest.exceptions import ParseError, ParsePoolClosed, ParseWorkerDied
 from ingest.records import Rows, to_rows
 
 log = logging.getLogger(__name__)
@@ -89,11 +95,74 @@ def _adopt_manager() -> None:
         aiomultiprocess.core._manager = manager
 
 
+# aiomultiprocess moves work and results by polling: an idle child looks at its queue
+# every 5 ms, the parent drains results every 5 ms and each waiter looks for its result
+# every 5 ms. That put ~10 ms on every 1 ms parse and kept an idle node busy. The two
+# classes below keep its queues, processes and protocol and replace the polls with
+# waits: on the queue's pipe becoming readable (the event loop's add_reader) and on a
+# future per task.
+
+_LIVENESS = 0.05  # seconds between the parent's checks for dead children
+
+
+def _wake_on_readable(pipe: Any, event: asyncio.Event) -> Callable[[], object]:
+    """Set ``event`` whenever the queue ``pipe`` has data to read; return the undo."""
+    loop = asyncio.get_running_loop()
+    fd = pipe._reader.fileno()  # multiprocessing.Queue's receiving end
+    loop.add_reader(fd, event.set)
+    return functools.partial(loop.remove_reader, fd)
+
+
+class _Worker(aiomultiprocess.pool.PoolWorker):
+    """A pool child that sleeps until work arrives instead of polling for it."""
+
+    async def run(self) -> None:
+        ready = asyncio.Event()
+        undo = _wake_on_readable(self.tx, ready)
+        pending: dict[asyncio.Future[Any], Any] = {}
+        completed, running = 0, True
+        try:
+            while running or pending:
+                if self.ttl and completed >= self.ttl:
+                    running = False
+                ready.clear()  # level-triggered: unread data sets it again at once
+                while running and len(pending) < self.concurrency:
+                    try:
+                        task = self.tx.get_nowait()
+                    except queue.Empty:
+                        break
+                    if task is None:
+                        running = False
+                        break
+                    tid, func, args, kwargs = task
+                    pending[asyncio.ensure_future(func(*args, **kwargs))] = tid
+                if not pending:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ready.wait(), timeout=1.0)
+                    continue
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    tid = pending.pop(future)
+                    result, tb = None, None
+                    try:
+                        result = future.result()
+                    except BaseException as exc:  # noqa: BLE001 - sent back, as aiomultiprocess does
+                        if self.exception_handler is not None:
+                            self.exception_handler(exc)
+                        tb = traceback.format_exc()
+                    self.rx.put_nowait((tid, result, tb))
+                    completed += 1
+        finally:
+            undo()
+
+
 class _CountingPool(aiomultiprocess.Pool):
-    """An aiomultiprocess pool that counts workers it had to replace."""
+    """An aiomultiprocess pool that counts workers it had to replace, with waits for
+    polls (see above)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.created = 0
+        self._waiters: dict[Any, asyncio.Future[None]] = {}
         super().__init__(**kwargs)
 
     @property
@@ -102,7 +171,65 @@ class _CountingPool(aiomultiprocess.Pool):
 
     def create_worker(self, qid: Any) -> Any:
         self.created += 1
-        return super().create_worker(qid)
+        tx, rx = self.queues[qid]
+        process = _Worker(
+            tx,
+            rx,
+            self.maxtasksperchild,
+            self.childconcurrency,
+            initializer=self.initializer,
+            initargs=self.initargs,
+            loop_initializer=self.loop_initializer,
+            exception_handler=self.exception_handler,
+        )
+        process.start()
+        return process
+
+    async def loop(self) -> None:
+        ready = asyncio.Event()
+        undo = [_wake_on_readable(rx, ready) for _, rx in self.queues.values()]
+        try:
+            while self.processes or self.running:
+                for process in list(self.processes):  # replace dead children
+                    if not process.is_alive():
+                        qid = self.processes.pop(process)
+                        if self.running:
+                            self.processes[self.create_worker(qid)] = qid
+                ready.clear()
+                for _, rx in self.queues.values():
+                    while True:
+                        try:
+                            task_id, value, tb = rx.get_nowait()
+                        except queue.Empty:
+                            break
+                        self.finish_work(task_id, value, tb)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ready.wait(), timeout=_LIVENESS)
+        finally:
+            for remove in undo:
+                remove()
+
+    def finish_work(self, task_id: Any, value: Any, tb: Any) -> None:
+        super().finish_work(task_id, value, tb)
+        waiter = self._waiters.pop(task_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def results(self, tids: Sequence[Any]) -> Sequence[Any]:
+        values = []
+        for tid in tids:
+            if tid not in self._results:
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters[tid] = waiter
+                try:
+                    await waiter
+                finally:
+                    self._waiters.pop(tid, None)
+            value, tb = self._results.pop(tid)
+            if tb is not None:
+                raise aiomultiprocess.types.ProxyException(tb)
+            values.append(value)
+        return values
 
 
 class ParsePool:
@@ -116,6 +243,7 @@ class ParsePool:
         self.inflight = 0
         self._pool: _CountingPool | None = None
         self._lock = asyncio.Lock()
+        self._closed = False  # for good: a parse still waiting must not start a new pool
 
     def _new_pool(self) -> _CountingPool:
         # childconcurrency=1: parsing is CPU-bound, two parses in one child only queue.
@@ -129,6 +257,8 @@ class ParsePool:
         )
 
     async def start(self) -> None:
+        if self._closed:
+            raise ParsePoolClosed("the parse pool is closed: the node is shutting down")
         if self._pool is None:
             self._pool = self._new_pool()
 
@@ -163,6 +293,8 @@ class ParsePool:
                 return outcome
             if isinstance(outcome, Failure):
                 raise ParseError(outcome.reason)
+            if self._closed:
+                raise ParsePoolClosed(f"the parse pool closed while parsing {url}: shutting down")
             log.warning("parse worker died during %s (attempt %d); replacing pool", url, attempt)
             await self._replace(pool)
         raise ParseWorkerDied(
@@ -204,15 +336,16 @@ class ParsePool:
             for process in list(pool.processes):
                 process.kill()
         for tx, rx in pool.queues.values():
-            for queue in (tx, rx):
+            for pipe in (tx, rx):
                 # Whatever is still buffered was for children that are gone. Without this
                 # the interpreter's exit joins the queue's feeder thread, which blocks for
                 # ever writing a large body into a pipe no one reads any more.
-                queue.cancel_join_thread()
-                queue.close()
+                pipe.cancel_join_thread()
+                pipe.close()
 
     async def close(self) -> None:
-        """Stop the children (in-flight parses are abandoned)."""
+        """Stop the children for good (in-flight parses fail with ParsePoolClosed)."""
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await self._shut(pool)

@@ -16,6 +16,7 @@ from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, parsers
 from ingest.models import Observation, Source
+from ingest.exceptions import ParsePoolClosed
 from ingest.pool import ParsePool
 from ingest.records import to_rows
 from tests.support import servers
@@ -53,6 +54,22 @@ async def test_killed_child_is_replaced_and_the_body_parsed_again() -> None:
         await pool.close()
 
 
+async def test_a_parse_in_flight_when_the_pool_closes_fails_and_starts_nothing() -> None:
+    pool = ParsePool(1)
+    await pool.start()
+    parse = asyncio.ensure_future(pool.parse("json", BODY, url="http://x/", options=OPTIONS))
+    deadline = time.monotonic() + 30
+    while not (pool.inflight and pool.queued() == 0):  # a child holds the body
+        assert time.monotonic() < deadline, "no parse was ever in flight"
+        await asyncio.sleep(0.01)  # polling the pool's state, bounded by the deadline
+    await pool.close()
+    with pytest.raises(ParsePoolClosed, match="shutting down"):
+        await asyncio.wait_for(parse, timeout=30)
+    assert pool.pids == []  # no pool was started again behind close()
+    with pytest.raises(ParsePoolClosed):
+        await pool.parse("json", b"[]", url="http://x/", options=OPTIONS)
+
+
 class _Big:
     async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
@@ -85,6 +102,7 @@ async def test_run_survives_a_killed_parse_child() -> None:
 
 _EXIT_WITH_BODIES_QUEUED = """
 import asyncio, sys
+from ingest.exceptions import ParsePoolClosed
 from ingest.pool import ParsePool
 
 async def main() -> None:
