@@ -14,6 +14,7 @@ callers go through :mod:`etl.db`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,8 +82,23 @@ def _stage(cursor: Any, table: str, rows: Iterable[Sequence[Any]]) -> None:
             copy.write_row(row)
 
 
+# Links to items (quest links, trades) and the items they name may arrive in two loads
+# that run at once, on two nodes or two connections of one. Each side looks for the
+# other with a statement of its own: the link insert joins the items it can see, the
+# item load resolves the links it can see. Seen from two open transactions, neither sees
+# the other, and the link would stay dangling for ever. So both statements run under one
+# transaction-scoped advisory lock: whichever side takes it second starts its statement
+# after the first has committed, and sees its rows.
+_LINKS_KEY = int.from_bytes(hashlib.blake2b(b"shardetl.item-links", digest_size=8).digest()) >> 1
+
+
+def _lock_links(cursor: Any) -> None:
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LINKS_KEY])
+
+
 def _resolve_dangling(cursor: Any, stage: str) -> None:
     """Point quest links and trades that named a not-yet-loaded item at it now."""
+    _lock_links(cursor)
     for table in ("ingest_questrequirement", "ingest_questreward", "ingest_trade"):
         cursor.execute(
             f"""
@@ -202,6 +218,7 @@ def _load_quests(cursor: Any, batch: Batch) -> int:
         """
     )
     written: int = cursor.rowcount
+    _lock_links(cursor)  # before the link inserts look for their items
     for kind, table in _LINK_TABLES.items():
         # A quest's links are replaced by the latest version of the quest.
         cursor.execute(
@@ -237,6 +254,7 @@ def _load_quests(cursor: Any, batch: Batch) -> int:
 
 def _load_trades(cursor: Any, batch: Batch, cursor_before: int | None) -> int:
     _stage(cursor, "trades", batch.result.rows)
+    _lock_links(cursor)  # before the insert looks for the trades' items
     cursor.execute(
         """
         INSERT INTO ingest_trade (id, item_key, item_id, source_id, price, quantity, traded_at)

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -270,3 +271,70 @@ def test_a_refused_last_page_leaves_its_run_open(make_source: Callable[..., Sour
     assert run.status == TaskRun.Status.RUNNING  # the pipeline records the failure
     assert not Observation.objects.filter(source=src).exists()
     assert Source.objects.get(pk=src.pk).lease_owner == "n2"
+
+
+@pytest.mark.parametrize("links", ["quests", "trades"])
+def test_links_and_their_items_loaded_at_once_still_meet(
+    make_source: Callable[..., Source], monkeypatch: pytest.MonkeyPatch, links: str
+) -> None:
+    """Two loads at once (two nodes, or two connections of one): the items page has
+    resolved the links it can see but not committed, when the links' page is loaded.
+    Neither transaction sees the other's rows; the link must still end up joined."""
+    items = make_source("http://h/items", "items-json")
+    linking = make_source(f"http://h/{links}", f"{links}-json")
+    _lease(items)
+    _lease(linking)
+    paused, resume = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+    resolve = loader._resolve_dangling
+
+    def resolve_then_pause(cursor: Any, stage: str) -> None:
+        resolve(cursor, stage)
+        paused.set()
+        assert resume.wait(timeout=60)
+
+    def in_a_thread(batch: loader.Batch) -> threading.Thread:
+        def run() -> None:
+            try:
+                loader.load(batch)
+            except Exception as exc:  # noqa: BLE001 - reported by the test's own thread
+                errors.append(exc)
+            finally:
+                connection.close()  # this thread's own connection
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    monkeypatch.setattr(loader, "_resolve_dangling", resolve_then_pause)
+    first = in_a_thread(_batch(items, "items", [ItemRecord(key="a", name="A")]))
+    assert paused.wait(timeout=30)
+    if links == "quests":
+        quest = QuestRecord(
+            key="q", title="Q", required=(QuestLinkRecord(item_key="a", quantity=1),)
+        )
+        second = in_a_thread(_batch(linking, "quests", [quest]))
+    else:
+        trade = TradeRecord(
+            id=1, item_key="a", price=1.0, quantity=1, traded_at="2026-01-01T00:00:00+00:00"
+        )
+        second = in_a_thread(_batch(linking, "trades", [trade], next_cursor=1))
+
+    def second_waits_or_is_done() -> bool:
+        if not second.is_alive():
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            return bool(cursor.fetchone()[0])
+
+    try:
+        wait_for(second_waits_or_is_done, timeout=30, what="the links' load to wait or end")
+    finally:
+        resume.set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+    assert not errors
+    if links == "quests":
+        assert QuestRequirement.objects.get(quest__key="q").item_id == Item.objects.get(key="a").pk
+    else:
+        assert Trade.objects.get(pk=1).item_id == Item.objects.get(key="a").pk
