@@ -8,12 +8,16 @@ worker must (procrastinate closes old connections around each unit of work).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import connection
+
+from etl.config import Env
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -69,3 +73,46 @@ async def control(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         fn, *args, **kwargs
     )
     return result
+
+
+# Loads (a run's transaction, its record) run on a few threads of their own, each with
+# its own connection, so that one source's load does not queue behind another's on the
+# shared thread. Loads of different sources touch different rows; where they meet
+# (items both pages list) the loader's upserts are ordered by key and a deadlock victim
+# is retried. ETL_LOAD_CONNECTIONS sets how many.
+_loads: ThreadPoolExecutor | None = None
+
+
+def _load_executor() -> ThreadPoolExecutor:
+    global _loads
+    if _loads is None:
+        size = Env(os.environ).integer("ETL_LOAD_CONNECTIONS", 2, minimum=1)
+        _loads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="etl-load")
+    return _loads
+
+
+async def load(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like :func:`call`, on one of the load threads (``ETL_LOAD_CONNECTIONS``)."""
+    result: T = await sync_to_async(
+        _unit_of_work, thread_sensitive=False, executor=_load_executor()
+    )(fn, *args, **kwargs)
+    return result
+
+
+def close_loads() -> None:
+    """Close the load threads' connections (tests, before their database is dropped).
+
+    One task per thread: each closes its own thread's connection and waits at a barrier
+    until all have, so no two tasks can share a thread.
+    """
+    if _loads is None:
+        return
+    size = _loads._max_workers
+    barrier = threading.Barrier(size)
+
+    def close() -> None:
+        connection.close()
+        barrier.wait(timeout=30)
+
+    for future in [_loads.submit(close) for _ in range(size)]:
+        future.result(timeout=60)

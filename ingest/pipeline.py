@@ -99,7 +99,7 @@ async def _one_page(
     metrics.ROWS_REJECTED.labels(source.parser).inc(len(parsed.rejected))
 
     started = time.perf_counter()
-    outcome = await db.call(
+    outcome = await db.load(
         loader.load,
         loader.Batch(
             source_id=source.id,
@@ -147,7 +147,7 @@ async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
         metrics.RUNS.labels("interrupted").inc()
         log.info("interrupted by shutdown; releasing the lease")
         await asyncio.shield(
-            db.call(runs.abandon, run_id=run_id, source_id=source.id, node=ctx.node, tally=tally)
+            db.load(runs.abandon, run_id=run_id, source_id=source.id, node=ctx.node, tally=tally)
         )
         raise
     except IngestError as exc:
@@ -171,7 +171,7 @@ async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
     if last is not None and last.closed and tally.status == TaskRun.Status.OK:
         streak = last.streak  # the load closed the run in its transaction
     else:
-        streak = await db.call(
+        streak = await db.load(
             runs.finish_source,
             run_id=run_id,
             source_id=source.id,

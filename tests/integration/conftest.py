@@ -24,9 +24,13 @@ def make_source(transactional_db: None) -> Callable[..., Any]:
 
 @pytest.fixture(autouse=True)
 def _close_db_thread_connections() -> Iterator[None]:
-    """Close connections opened on asgiref's shared DB thread, so the test DB can be dropped."""
+    """Close connections opened on asgiref's shared DB thread and the load threads, so the
+    test DB can be dropped."""
     yield
     from asgiref.sync import sync_to_async
     from django.db import connections
 
+    from etl import db
+
     asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+    db.close_loads()
