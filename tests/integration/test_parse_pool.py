@@ -15,8 +15,8 @@ from cluster import membership, sharding
 from cluster.models import TaskRun
 from etl.config import Settings
 from ingest import batch, parsers
-from ingest.models import Observation, Source
 from ingest.exceptions import ParsePoolClosed
+from ingest.models import Observation, Source
 from ingest.pool import ParsePool
 from ingest.records import to_rows
 from tests.support import servers
