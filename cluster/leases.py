@@ -14,8 +14,11 @@ from typing import Any
 
 import orjson
 from django.db import connection
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from cluster import membership
+from ingest.models import Source
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,11 +156,11 @@ def release_all(*, node: str) -> int:
         return released
 
 
+def held_q(node: str) -> Q:
+    """Sources whose lease ``node`` holds now, by the database clock ("" holds none)."""
+    return Q(lease_owner=node, lease_until__gt=Now()) & ~Q(lease_owner="")
+
+
 def held(*, node: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM ingest_source WHERE lease_owner = %s AND lease_until > now()",
-            [node],
-        )
-        row = cursor.fetchone()
-        return int(row[0]) if row else 0
+    """How many source leases ``node`` holds now."""
+    return Source.objects.filter(held_q(node)).count()

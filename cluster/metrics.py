@@ -2,9 +2,8 @@
 
 Gauges are computed when Prometheus scrapes, never kept up to date in between: slot, N
 and in-flight runs from the node runtime's view, and the source gauges from one query
-(:func:`sample`) over ``ingest_source``. Overdue means due for longer than
-:data:`OVERDUE_AFTER` — the grace ``etl status`` uses too — counting a never-fetched
-source from the moment it was registered.
+(:func:`sample`) over ``ingest_source``, counted by the rules ``etl status`` and the
+leases use (``due_q``, ``status.overdue_q``, ``shard_q``, ``leases.held_q``).
 
 Shard gauges (``shardetl_sources_due`` …) count this node's shard as its view has it,
 so ``sum()`` over the nodes is the cluster; ``shardetl_cluster_*`` count every source
@@ -18,15 +17,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db import connection
+from django.db.models import Count
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 import etl
-from cluster.status import OVERDUE_AFTER
+from cluster import leases, status
 from etl import db
+from ingest.models import Source, due_q, shard_q
 
 if TYPE_CHECKING:
     from cluster.runtime import NodeRuntime
@@ -36,24 +36,6 @@ log = logging.getLogger(__name__)
 JOB_RUNS = Counter(
     "shardetl_job_runs_total", "Cron job runs of this node by job and outcome", ["job", "status"]
 )
-
-_SAMPLE = """
-SELECT count(*),
-       count(*) FILTER (WHERE due),
-       count(*) FILTER (WHERE overdue),
-       count(*) FILTER (WHERE due AND mine),
-       count(*) FILTER (WHERE overdue AND mine),
-       count(*) FILTER (WHERE lease_owner <> '' AND lease_owner = %(node)s
-                               AND lease_until > now())
-FROM (
-    SELECT lease_owner, lease_until,
-           next_run_at IS NULL OR next_run_at <= now() AS due,
-           COALESCE(next_run_at, created_at) < now() - make_interval(secs => %(grace)s)
-               AS overdue,
-           mod(shard_hash, %(count)s) = %(slot)s AS mine
-    FROM ingest_source WHERE enabled
-) s
-"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,24 +51,20 @@ class Sample:
 
 
 def sample(*, node: str, slot: int | None, count: int) -> Sample:
-    """One query over ``ingest_source`` (sync; call through ``etl.db``)."""
-    if slot is None or count < 1:  # not placed yet: no shard, and no mod(…, 0)
-        slot, count = -1, 1
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SAMPLE,
-            {"node": node, "slot": slot, "count": count, "grace": OVERDUE_AFTER.total_seconds()},
-        )
-        row = cursor.fetchone()
-    assert row is not None
-    return Sample(
-        sources=row[0],
-        due=row[1],
-        overdue=row[2],
-        shard_due=row[3],
-        shard_overdue=row[4],
-        leases_held=row[5],
-    )
+    """One aggregate query over the enabled sources (sync; call through ``etl.db``)."""
+    due, overdue = due_q(), status.overdue_q()
+    counts = {
+        "sources": Count("pk"),
+        "due": Count("pk", filter=due),
+        "overdue": Count("pk", filter=overdue),
+        "leases_held": Count("pk", filter=leases.held_q(node)),
+    }
+    if slot is not None and count >= 1:  # not placed yet: no shard (and no mod(…, 0))
+        mine = shard_q(slot, count)
+        counts["shard_due"] = Count("pk", filter=mine & due)
+        counts["shard_overdue"] = Count("pk", filter=mine & overdue)
+    row = Source.objects.filter(enabled=True).aggregate(**counts)
+    return Sample(**{"shard_due": 0, "shard_overdue": 0, **row})
 
 
 def _gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
@@ -143,11 +121,12 @@ class Scrape:
         s = self.sample
         if s is None:
             return
+        late = f"Sources due for more than {status.OVERDUE_AFTER.total_seconds():.0f} s"
         yield _gauge("shardetl_cluster_sources", "Enabled sources in the cluster", s.sources)
         yield _gauge("shardetl_cluster_sources_due", "Enabled sources due now, cluster-wide", s.due)
         yield _gauge(
             "shardetl_cluster_sources_overdue",
-            f"Sources due for more than {OVERDUE_AFTER.total_seconds():.0f} s, cluster-wide",
+            f"{late}, cluster-wide",
             s.overdue,
         )
         if self.node is None:
@@ -158,7 +137,7 @@ class Scrape:
         yield _gauge("shardetl_sources_due", "Sources due now in this node's shard", s.shard_due)
         yield _gauge(
             "shardetl_sources_overdue",
-            f"Sources due for more than {OVERDUE_AFTER.total_seconds():.0f} s in this node's shard",
+            f"{late} in this node's shard",
             s.shard_overdue,
         )
 

@@ -22,6 +22,15 @@ from ingest.models import Source, due_q
 OVERDUE_AFTER = timedelta(minutes=5)  # due longer than this: nobody is keeping up
 
 
+def overdue_q(now: datetime | None = None) -> Q:
+    """Due for longer than :data:`OVERDUE_AFTER` at ``now`` (the database clock if not given).
+
+    A never-fetched source is overdue from the moment it was registered.
+    """
+    late = (Now() if now is None else now) - OVERDUE_AFTER
+    return Q(next_run_at__lt=late) | Q(next_run_at__isnull=True, created_at__lt=late)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatus:
     name: str
@@ -120,16 +129,10 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
             "SELECT mod(shard_hash, %s), count(*) FROM ingest_source GROUP BY 1 ORDER BY 1", [n]
         )
         shard_sizes = {int(slot): int(size) for slot, size in cursor.fetchall()}
-    late = now - OVERDUE_AFTER
     counts = Source.objects.aggregate(
         sources=Count("pk"),
         due=Count("pk", filter=Q(enabled=True) & due_q(now)),
-        # As /metrics counts it: a never-fetched source is overdue from its registration.
-        overdue=Count(
-            "pk",
-            filter=Q(enabled=True)
-            & (Q(next_run_at__lt=late) | Q(next_run_at__isnull=True, created_at__lt=late)),
-        ),
+        overdue=Count("pk", filter=Q(enabled=True) & overdue_q(now)),
         failing=Count("pk", filter=Q(last_status=TaskRun.Status.FAILED)),
     )
     return ClusterStatus(

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from django.db import connections, models
 from django.db.models.functions import Now
+from django.db.models.lookups import Exact
 
 
 class SourceQuerySet(models.QuerySet["Source"]):
     def in_shard(self, slot: int, count: int) -> SourceQuerySet:
         """Sources with ``mod(shard_hash, count) = slot``, selected in SQL."""
-        return self.alias(shard=models.F("shard_hash") % count).filter(shard=slot)
+        return self.filter(shard_q(slot, count))
 
     def due_in(self, slot: int, count: int) -> SourceQuerySet:
         return self.in_shard(slot, count).filter(due_q(), enabled=True)
@@ -60,6 +61,11 @@ def due_q(now: object | None = None) -> models.Q:
     return models.Q(next_run_at__isnull=True) | models.Q(
         next_run_at__lte=Now() if now is None else now
     )
+
+
+def shard_q(slot: int, count: int) -> models.Q:
+    """In shard ``slot`` of ``count``: ``mod(shard_hash, count) = slot``."""
+    return models.Q(Exact(models.F("shard_hash") % count, slot))
 
 
 class Source(models.Model):

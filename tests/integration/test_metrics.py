@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import sharding
+from cluster import leases, metrics, sharding, status
 from cluster.models import TaskRun
 from ingest import sources
 from ingest.models import Source
@@ -157,3 +158,55 @@ def test_metrics_parse_move_during_a_run_and_logs_are_json(
     assert {line["source"] for line in ingest} == {s.url for s in mine}
     assert {line["node"] for line in ingest} == {name}
     assert all("source=" not in line["message"] for line in ingest)
+
+
+def test_sample_counts_by_the_rules_status_and_leases_use(
+    make_source: Callable[..., Source],
+) -> None:
+    now = leases.db_now()
+    hour = timedelta(hours=1)
+    # url: (fields, due, overdue); never-fetched sources are overdue from registration.
+    made = {
+        "new": ({}, True, False),
+        "new-long-ago": ({}, True, True),
+        "late": ({"next_run_at": now - hour}, True, True),
+        "just-due": ({"next_run_at": now - timedelta(minutes=1)}, True, False),
+        "later": ({"next_run_at": now + hour}, False, False),
+        "held": (
+            {"lease_owner": "me", "lease_until": now + hour, "next_run_at": now + hour},
+            False,
+            False,
+        ),
+        "expired": (
+            {"lease_owner": "me", "lease_until": now - hour, "next_run_at": now + hour},
+            False,
+            False,
+        ),
+        "theirs": (
+            {"lease_owner": "other", "lease_until": now + hour, "next_run_at": now + hour},
+            False,
+            False,
+        ),
+    }
+    sources = {
+        url: make_source(f"http://h/{url}", **fields) for url, (fields, _, _) in made.items()
+    }
+    Source.objects.filter(pk=sources["new-long-ago"].pk).update(created_at=now - hour)
+    make_source("http://h/off", enabled=False, next_run_at=now - hour)  # counted nowhere
+
+    def expected(column: int, slot: int | None = None) -> int:
+        return sum(
+            1
+            for url, row in made.items()
+            if row[column] and (slot is None or sources[url].shard_hash % 2 == slot)
+        )
+
+    taken = [metrics.sample(node="me", slot=slot, count=2) for slot in (0, 1)]
+    for slot, got in enumerate(taken):
+        assert (got.sources, got.due, got.overdue) == (len(made), expected(1), expected(2))
+        assert (got.shard_due, got.shard_overdue) == (expected(1, slot), expected(2, slot))
+        assert got.leases_held == leases.held(node="me") == 1
+    snapshot = status.collect(ttl=15)
+    assert (snapshot.due, snapshot.overdue) == (taken[0].due, taken[0].overdue)
+    unplaced = metrics.sample(node="", slot=None, count=0)
+    assert (unplaced.shard_due, unplaced.shard_overdue, unplaced.leases_held) == (0, 0, 0)
