@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +140,7 @@ def setup_django(db: Database) -> None:
 
 
 def server_version() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        row = cursor.fetchone()
-    return f"PostgreSQL {row[0]}" if row else "PostgreSQL ?"
+    return f"PostgreSQL {setting('server_version')}"
 
 
 def execute(*statements: str) -> None:
@@ -155,6 +150,52 @@ def execute(*statements: str) -> None:
     with connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
+
+
+def _scalar(statement: str) -> Any:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def count(table: str) -> int:
+    """The rows in ``table``."""
+    return int(_scalar(f"SELECT count(*) FROM {table}") or 0)
+
+
+def setting(name: str) -> str:
+    """A server setting as ``SHOW`` prints it ("?" if it says nothing)."""
+    value = _scalar(f"SHOW {name}")
+    return "?" if value is None else str(value)
+
+
+def _tables(*apps: str) -> list[str]:
+    from django.apps import apps as registry
+
+    return [
+        model._meta.db_table for app in apps for model in registry.get_app_config(app).get_models()
+    ]
+
+
+def reset_tables() -> None:
+    """Empty every project table of the bench database (and restart its sequences)."""
+    execute(
+        f"TRUNCATE {', '.join(_tables('ingest', 'cluster', 'aggregates'))} RESTART IDENTITY CASCADE"
+    )
+
+
+def derived_tables() -> list[str]:
+    """What the aggregation pass keeps (its delta log is filled by triggers on
+    ``ingest_observation``)."""
+    return _tables("aggregates")
+
+
+def empty_derived() -> None:
+    """As if the aggregation pass had run: no stats and an empty delta log."""
+    execute(f"TRUNCATE {', '.join(derived_tables())}")
 
 
 def cores() -> str:
@@ -194,6 +235,23 @@ class Deadline:
     def check(self) -> None:
         if time.monotonic() > self._end:
             raise TimeoutError(f"{self.what} took longer than {self.seconds:g} s; aborted")
+
+
+def wait_until(predicate: Callable[[], object], deadline: Deadline) -> None:
+    """Poll ``predicate`` until it is true; raise once ``deadline`` is spent."""
+    while not predicate():
+        deadline.check()
+        time.sleep(0.05)  # polling another process's state, bounded by the deadline
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 now (False while nothing listens)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,18 +342,6 @@ def _readline(stream: Any, timeout: float) -> str | None:
         return None
 
 
-def _wait_ready(base: str, deadline: Deadline) -> None:
-    import httpx
-
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/api/meta", timeout=2).status_code == 200:
-                return
-        if deadline.left() <= 0:
-            raise RuntimeError(f"the sample upstream at {base} never answered /api/meta")
-        time.sleep(0.05)
-
-
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
@@ -313,6 +359,7 @@ def _upstream_process(config: Any, startup: float) -> Iterator[str]:
         *(sys.executable, "-m", "etl", "upstream", "--port", "0"),
         *("--seed", str(config.seed), "--items", str(config.items), "--shops", str(config.shops)),
         *("--items-per-shop", str(config.items_per_shop), "--page-size", str(config.page_size)),
+        *("--latency-ms", str(config.latency_ms)),
     ]
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=ROOT)
@@ -324,7 +371,7 @@ def _upstream_process(config: Any, startup: float) -> Iterator[str]:
                 errors.seek(0)
                 raise RuntimeError(f"the sample upstream did not start: {line}{errors.read()}")
             base = line.split("sample upstream at ", 1)[1].split()[0].rstrip("/")
-            _wait_ready(base, deadline)
+            wait_until(lambda: answers(f"{base}/api/meta"), deadline)
             yield base
         finally:
             _stop(proc)
@@ -346,5 +393,7 @@ def upstream(config: Any, *, mode: str = "process", startup: float = 30.0) -> It
     from tests.support import servers
 
     with servers.serve(build_app(config), startup_timeout=startup) as base:
-        _wait_ready(base, Deadline(startup, "starting the sample upstream"))
+        wait_until(
+            lambda: answers(f"{base}/api/meta"), Deadline(startup, "starting the sample upstream")
+        )
         yield base

@@ -38,10 +38,7 @@ def _fill(observations: int, items: int, seed: int) -> None:
 
     per_source = items
     sources = max(1, observations // per_source)
-    _common.execute(
-        "TRUNCATE ingest_observation, ingest_item, ingest_source, aggregates_itemstats,"
-        " aggregates_statdelta RESTART IDENTITY CASCADE"
-    )
+    _common.reset_tables()  # restarts the ids too, which the COPYs below rely on
     rng = random.Random(seed)
     with transaction.atomic(), connection.cursor() as cursor:
         with cursor.cursor.copy(
@@ -92,12 +89,13 @@ def _raw_group_by() -> float:
     return t[0]
 
 
-def _pass(*, full: bool) -> tuple[float, object]:
+def _pass(*, full: bool) -> float:
+    """Seconds of one aggregation pass."""
     from aggregates import aggregation
 
     with _common.stopwatch() as t:
-        result = aggregation.run_pass(full=full)
-    return t[0], result
+        aggregation.run_pass(full=full)
+    return t[0]
 
 
 def _change(fraction: float, rng: random.Random, *, spread: bool) -> tuple[int, int]:
@@ -108,17 +106,13 @@ def _change(fraction: float, rng: random.Random, *, spread: bool) -> tuple[int, 
     """
     from django.db import connection
 
+    if spread:
+        where = "id IN (SELECT id FROM ingest_observation ORDER BY random() LIMIT %s)"
+        arg = int(_common.count("ingest_observation") * fraction)
+    else:
+        where = "item_id IN (SELECT id FROM ingest_item ORDER BY random() LIMIT %s)"
+        arg = max(1, int(_common.count("ingest_item") * fraction))
     with connection.cursor() as cursor:
-        if spread:
-            cursor.execute("SELECT count(*) FROM ingest_observation")
-            total = cursor.fetchone()[0]
-            where = "id IN (SELECT id FROM ingest_observation ORDER BY random() LIMIT %s)"
-            arg = int(total * fraction)
-        else:
-            cursor.execute("SELECT count(*) FROM ingest_item")
-            items = cursor.fetchone()[0]
-            where = "item_id IN (SELECT id FROM ingest_item ORDER BY random() LIMIT %s)"
-            arg = max(1, int(items * fraction))
         cursor.execute(
             f"UPDATE ingest_observation SET value = value + 1 WHERE {where} RETURNING item_id",
             [arg],
@@ -145,9 +139,9 @@ def main() -> None:
     raw = statistics.median(_raw_group_by() for _ in range(opts.repeat))
     fresh = []
     for _ in range(opts.repeat):
-        _common.execute("TRUNCATE aggregates_itemstats, aggregates_statdelta")
-        fresh.append(_pass(full=True)[0])
-    steady = statistics.median(_pass(full=True)[0] for _ in range(opts.repeat))
+        _common.empty_derived()
+        fresh.append(_pass(full=True))
+    steady = statistics.median(_pass(full=True) for _ in range(opts.repeat))
 
     scenarios = {}
     for spread in (False, True):
@@ -155,9 +149,9 @@ def main() -> None:
         touched = (0, 0)
         for _ in range(opts.repeat):
             touched = _change(0.01, rng, spread=spread)
-            incremental.append(_pass(full=False)[0])
+            incremental.append(_pass(full=False))
             _change(0.01, rng, spread=spread)
-            full_after.append(_pass(full=True)[0])
+            full_after.append(_pass(full=True))
         scenarios[spread] = (touched, statistics.median(incremental), statistics.median(full_after))
     rows: list[_common.Row | str] = [
         f"Full pass over {opts.observations:,} observations / {opts.items:,} items",

@@ -23,7 +23,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,38 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import _common
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(predicate: object, seconds: float, what: str) -> None:
-    deadline = _common.Deadline(seconds, what)
-    while not predicate():  # type: ignore[operator]
-        deadline.check()
-        time.sleep(0.05)  # polling a subprocess's state, bounded by the deadline
-
-
-def _get(url: str) -> int:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
-        return 0
-
-
 def _register(base: str, shops: int) -> int:
     from cluster import sharding
     from ingest.models import Source
 
-    _common.execute(
-        "TRUNCATE ingest_observation, ingest_item, ingest_source, cluster_taskrun, cluster_node,"
-        " aggregates_itemstats, aggregates_statdelta RESTART IDENTITY CASCADE"
-    )
+    _common.reset_tables()
     Source.objects.bulk_create(
         Source(
             url=url,
@@ -82,6 +54,7 @@ def _run(n: int, base: str, shops: int, concurrency: int) -> Measured:
 
     from cluster.models import TaskRun
     from ingest.models import Source
+    from tests.support import servers
 
     total = _register(base, shops)
     env = {
@@ -100,7 +73,7 @@ def _run(n: int, base: str, shops: int, concurrency: int) -> Measured:
     nodes = []
     try:
         for slot in range(n):
-            port = _free_port()
+            port = servers.free_port()
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -117,16 +90,16 @@ def _run(n: int, base: str, shops: int, concurrency: int) -> Measured:
             )
             nodes.append((proc, port))
         for _proc, port in nodes:
-            _wait(
-                lambda port=port: _get(f"http://127.0.0.1:{port}/readyz") == 200, 120, "node start"
+            _common.wait_until(
+                lambda port=port: _common.answers(f"http://127.0.0.1:{port}/readyz"),
+                _common.Deadline(120, "node start"),
             )
         pids = [proc.pid for proc, _ in nodes]
         busy, cpu_before = _Busy(), _tree_cpu(pids)
         Source.objects.update(enabled=True)
-        _wait(
+        _common.wait_until(
             lambda: Source.objects.filter(last_status="ok").count() == total,
-            600,
-            f"{total} sources on {n} node(s)",
+            _common.Deadline(600, f"{total} sources on {n} node(s)"),
         )
         machine, node_cpu = busy.share(), _tree_cpu(pids) - cpu_before
     finally:
@@ -204,35 +177,14 @@ def main() -> None:
         opts.shops = 300
     db = _common.bench_database()
     _common.setup_django(db)
-    port = _free_port()
-    upstream = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "etl",
-            "upstream",
-            "--port",
-            str(port),
-            "--items",
-            "2000",
-            "--shops",
-            str(opts.shops),
-            "--latency-ms",
-            str(opts.latency_ms),
-        ],
-        cwd=_common.ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait(lambda: _get(f"{base}/api/meta") == 200, 60, "the upstream")
+    from ingest.upstream import UpstreamConfig
+
+    config = UpstreamConfig(items=2000, shops=opts.shops, latency_ms=opts.latency_ms)
+    with _common.upstream(config, startup=60) as base:
         runs = {
             concurrency: {n: _run(n, base, opts.shops, concurrency) for n in (1, 2, 3)}
             for concurrency in opts.concurrency
         }
-    finally:
-        upstream.terminate()
-        upstream.wait(timeout=30)
     rows: list[_common.Row | str] = []
     for concurrency, rates in runs.items():
         rows.append(

@@ -1,6 +1,6 @@
 """GraphQL benchmark: the talk's query through ``/graphql`` against a hand-written view.
 
-    python bench/graphql.py [--items N] [--requests N] [--warmup N] [--time-limit S]
+    python bench/graphql.py [--items N] [--requests N] [--warmup N] [--time-limit S] [--quick]
 
 The talk's query, ``{ items { name image value requiredFor { quantity quest { title
 image text } } } }``, over real HTTP (uvicorn on 127.0.0.1, one keep-alive httpx
@@ -53,12 +53,17 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured requests per side")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds allowed")
     parser.add_argument(
+        "--quick", action="store_true", help="CI smoke sizes: 100 requests per side, 10 warm-up"
+    )
+    parser.add_argument(
         "--database",
         default=_common.BENCH_DB,
         help=f"bench database on the DATABASE_URL server (default {_common.BENCH_DB}); "
         "its project tables are truncated",
     )
     opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.requests, opts.warmup = 100, 10
     if min(opts.items, opts.quests, opts.requests) < 1 or opts.warmup < 0:
         parser.error("--items, --quests and --requests must be positive, --warmup not negative")
     if not 0 <= opts.per_item <= opts.quests:
@@ -67,17 +72,6 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # -- data ------------------------------------------------------------------------------
-
-
-def reset_tables() -> None:
-    from django.apps import apps
-
-    tables = ", ".join(
-        model._meta.db_table
-        for label in ("ingest", "cluster", "aggregates")
-        for model in apps.get_app_config(label).get_models()
-    )
-    _common.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 def make_catalogue(items: int, quests: int, per_item: int) -> None:
@@ -245,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row | str] = []
     notes: list[str] = []
     try:
-        reset_tables()
+        _common.reset_tables()
         make_catalogue(opts.items, opts.quests, opts.per_item)
         queries = sql_queries_per_request()
         install_urlconf()
@@ -283,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     finally:
         with contextlib.suppress(Exception):  # cleaning up must not hide the real error
-            reset_tables()
+            _common.reset_tables()
         connections.close_all()
     notes.append(
         f"Tables of {db.label} truncated at the end. "

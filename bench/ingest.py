@@ -109,55 +109,8 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # -- database state --------------------------------------------------------------------
 
 
-def _project_tables() -> list[str]:
-    from django.apps import apps
-
-    return [
-        model._meta.db_table
-        for label in ("ingest", "cluster", "aggregates")
-        for model in apps.get_app_config(label).get_models()
-    ]
-
-
-def reset_tables() -> None:
-    """Empty every project table of the bench database (and restart its sequences)."""
-    tables = ", ".join(_project_tables())
-    _common.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-
-
-def _derived_tables() -> list[str]:
-    """What the aggregation pass keeps (its delta log is filled by triggers on
-    ``ingest_observation``)."""
-    from django.apps import apps
-
-    return [model._meta.db_table for model in apps.get_app_config("aggregates").get_models()]
-
-
-def empty_derived() -> None:
-    """As if the aggregation pass had run: every measured run starts with an empty delta log."""
-    _common.execute(f"TRUNCATE {', '.join(_derived_tables())}")
-
-
 def empty_observations() -> None:
-    _common.execute(f"TRUNCATE {', '.join(['ingest_observation', *_derived_tables()])}")
-
-
-def _count(table: str) -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {table}")
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-def _setting(name: str) -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SHOW {name}")
-        row = cursor.fetchone()
-    return str(row[0]) if row else "?"
+    _common.execute(f"TRUNCATE {', '.join(['ingest_observation', *_common.derived_tables()])}")
 
 
 # -- 1. loader vs raw COPY -------------------------------------------------------------
@@ -215,7 +168,7 @@ def prepare_load(opts: argparse.Namespace) -> LoadData:
     """Items and sources in the database; the rows to load, built outside any timing."""
     from ingest import loader, records
 
-    reset_tables()
+    _common.reset_tables()
     ids, names = _make_items(opts.items)
     _common.execute("ANALYZE ingest_item")
     source_ids = _make_sources(opts.rows // opts.batch_rows)
@@ -288,7 +241,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
         return _common.Deadline(opts.time_limit, what)
 
     def check_count(expected: int, after: str) -> None:
-        found = _count("ingest_observation")
+        found = _common.count("ingest_observation")
         if found != expected:
             raise RuntimeError(f"after {after}: {found} observations, expected {expected}")
 
@@ -310,14 +263,14 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
 
     # Between runs, as autovacuum and the aggregation pass would have done in steady state.
     _common.execute("VACUUM ANALYZE ingest_observation")
-    empty_derived()
+    _common.empty_derived()
     again = data.fresh[: len(data.changed)]
     reloaded = sum(len(one.result.rows) for one in again)
     same_seconds, same_out = asyncio.run(_load_all(again, limit("unchanged re-load")))
     if same_out != 0:
         raise RuntimeError(f"unchanged re-load wrote {same_out} rows, expected 0")
 
-    empty_derived()
+    _common.empty_derived()
     changed_seconds, changed_out = asyncio.run(_load_all(data.changed, limit("update load")))
     check_count(total, "update load")
     if changed_out != reloaded:
@@ -374,8 +327,8 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
         "empty delta log before the unchanged and update runs, which re-load the "
         f"first {len(again):,} of the {data.sources:,} sources (--reload-share "
         f"{opts.reload_share:g}) on the full table. "
-        f"synchronous_commit={_setting('synchronous_commit')}, "
-        f"shared_buffers={_setting('shared_buffers')}.",
+        f"synchronous_commit={_common.setting('synchronous_commit')}, "
+        f"shared_buffers={_common.setting('shared_buffers')}.",
     ]
     return rows, notes
 
@@ -474,7 +427,7 @@ def _check_pipeline(summary: Any, urls: Sequence[str], per_page: int) -> None:
         shown = "; ".join(f"{url}: {error}" for url, error in summary.failures[:3])
         raise RuntimeError(f"pipeline: {summary.runs} runs of {len(urls)}; failures: {shown}")
     expected = len(urls) * per_page
-    if (found := _count("ingest_observation")) != expected:
+    if (found := _common.count("ingest_observation")) != expected:
         raise RuntimeError(f"pipeline loaded {found} observations, expected {expected}")
 
 
@@ -503,7 +456,7 @@ def bench_pages(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
     def limit(what: str) -> _common.Deadline:
         return _common.Deadline(opts.time_limit, what)
 
-    reset_tables()
+    _common.reset_tables()
     in_flight = settings.http_concurrency
     with _common.upstream(config, mode=opts.upstream) as base:
         urls = _register_shops(base, opts.shops)
@@ -618,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes += page_notes
     finally:
         with contextlib.suppress(Exception):  # cleaning up must not hide the real error
-            reset_tables()
+            _common.reset_tables()
         connections.close_all()
     notes.append(
         f"Tables of {db.label} truncated at the end. Total wall time "
