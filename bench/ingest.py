@@ -4,7 +4,7 @@
 
 1. Loader vs raw COPY: the same observations (default 1,000,000) are COPYed straight
    into ``ingest_observation`` (text COPY, ``write_row``, one transaction), then loaded
-   with ``loader.load`` one source batch at a time through ``etl.db.call``, as the
+   with ``loader.load`` one source batch at a time through ``etl.db.load``, as the
    pipeline does: fresh, then (for a share of the sources, on the full table) re-loaded
    unchanged and re-loaded with every value changed.
 2. Shop pages/s: the sample upstream's shop pages fetched only, then run through
@@ -111,6 +111,20 @@ def _options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def empty_observations() -> None:
     _common.execute(f"TRUNCATE {', '.join(['ingest_observation', *_common.derived_tables()])}")
+    checkpoint()
+
+
+def checkpoint() -> None:
+    """Write out what earlier runs left dirty, so no measured run pays for another's.
+
+    Without it the checkpoint that raw COPY's WAL sets off lands in whichever run comes
+    next, and moved the fresh-load ratio by ±0.05 from run to run."""
+    from django.db.utils import DatabaseError
+
+    try:
+        _common.execute("CHECKPOINT")
+    except DatabaseError:  # needs superuser or pg_checkpoint: the figures are just noisier
+        print("note: CHECKPOINT not allowed for this user; runs are not isolated")
 
 
 # -- 1. loader vs raw COPY -------------------------------------------------------------
@@ -220,14 +234,14 @@ def _copy(rows: Sequence[tuple[Any, ...]], *, per: int, deadline: _common.Deadli
 
 
 async def _load_all(batches: Sequence[Any], deadline: _common.Deadline) -> tuple[float, int]:
-    """Load every batch as the pipeline does (one ``db.call`` each); (seconds, rows_out)."""
+    """Load every batch as the pipeline does (one ``db.load`` each); (seconds, rows_out)."""
     from etl import db
     from ingest import loader
 
     written = 0
     with _common.stopwatch() as elapsed:
         for one in batches:
-            outcome = await db.call(loader.load, one)
+            outcome = await db.load(loader.load, one)
             written += outcome.rows_out
             deadline.check()
     return elapsed[0], written
@@ -264,6 +278,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
     # Between runs, as autovacuum and the aggregation pass would have done in steady state.
     _common.execute("VACUUM ANALYZE ingest_observation")
     _common.empty_derived()
+    checkpoint()
     again = data.fresh[: len(data.changed)]
     reloaded = sum(len(one.result.rows) for one in again)
     same_seconds, same_out = asyncio.run(_load_all(again, limit("unchanged re-load")))
@@ -271,6 +286,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
         raise RuntimeError(f"unchanged re-load wrote {same_out} rows, expected 0")
 
     _common.empty_derived()
+    checkpoint()
     changed_seconds, changed_out = asyncio.run(_load_all(data.changed, limit("update load")))
     check_count(total, "update load")
     if changed_out != reloaded:
@@ -317,7 +333,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
     notes = [
         f"Loader: {data.sources:,} batches of {opts.batch_rows:,} distinct items each from "
         f"{opts.items:,} items created beforehand for both sides; one loader.load (one "
-        "transaction, lease checked) per batch through etl.db.call, as the pipeline calls it. "
+        "transaction, lease checked) per batch through etl.db.load, as the pipeline calls it. "
         "Baseline: the same rows as (item_id, source_id, value, observed_at), one text COPY "
         "with write_row in one transaction. Rows are built before timing; commits are timed; "
         "both sides pay the same deferred FK checks and delta-log triggers.",
@@ -326,7 +342,7 @@ def bench_loader(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
         "fresh runs (empty, as at a first ingest); VACUUM ANALYZE ingest_observation and an "
         "empty delta log before the unchanged and update runs, which re-load the "
         f"first {len(again):,} of the {data.sources:,} sources (--reload-share "
-        f"{opts.reload_share:g}) on the full table. "
+        f"{opts.reload_share:g}) on the full table. A CHECKPOINT before every measured run. "
         f"synchronous_commit={_common.setting('synchronous_commit')}, "
         f"shared_buffers={_common.setting('shared_buffers')}.",
     ]

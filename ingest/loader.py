@@ -130,46 +130,68 @@ def _load_items(cursor: Any, batch: Batch) -> int:
 
 
 def _load_observations(cursor: Any, batch: Batch) -> int:
-    _stage(cursor, "observations", ((seq, *row) for seq, row in enumerate(batch.result.rows)))
-    cursor.execute(
-        """
-        INSERT INTO ingest_item (key, name, image, value, updated_at)
-        SELECT DISTINCT ON (key) key, COALESCE(NULLIF(name, ''), key), '', NULL, now()
-        FROM stage_observations ORDER BY key, seq DESC
-        ON CONFLICT (key) DO NOTHING
-        """
-    )
-    if cursor.rowcount:
-        _resolve_dangling(cursor, "stage_observations")
+    rows = batch.result.rows
+    _stage(cursor, "observations", ((seq, *row) for seq, row in enumerate(rows)))
     cursor.execute(
         "SELECT EXISTS (SELECT 1 FROM ingest_observation WHERE source_id = %s)",
         [batch.source_id],
     )
     row = cursor.fetchone()
-    if not (row and row[0]):
-        # First load of this source (its row is locked: no one else is loading it):
-        # nothing to replace or update, so a plain INSERT.
+    first = not (row and row[0])
+    # Items are looked up by key as the rows are written; only when some key names no
+    # item yet (rare once a catalogue is loaded) are those items created and their rows
+    # written after, which spares every other batch a statement.
+    written, resolved = _write_observations(cursor, batch.source_id, first=first)
+    if resolved < len({row[0] for row in rows}):
         cursor.execute(
             """
+            INSERT INTO ingest_item (key, name, image, value, updated_at)
+            SELECT DISTINCT ON (key) key, COALESCE(NULLIF(name, ''), key), '', NULL, now()
+            FROM stage_observations ORDER BY key, seq DESC
+            ON CONFLICT (key) DO NOTHING
+            """
+        )
+        if cursor.rowcount:
+            _resolve_dangling(cursor, "stage_observations")
+        cursor.execute(
+            f"""
             INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
-            SELECT i.id, %s, s.value, now()
-            FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
-                  ORDER BY key, seq DESC) s
-            JOIN ingest_item i ON i.key = s.key
+            SELECT i.id, %s, s.value, now() FROM {_LATEST_OBSERVATIONS}
+            ON CONFLICT (source_id, item_id) DO NOTHING
             """,
             [batch.source_id],
         )
+        written += cursor.rowcount
+    return written
+
+
+# The page's last value of each key, with its item's id (keys naming no item drop out).
+_LATEST_OBSERVATIONS = """
+    (SELECT DISTINCT ON (key) key, value FROM stage_observations ORDER BY key, seq DESC) s
+    JOIN ingest_item i ON i.key = s.key
+"""
+
+
+def _write_observations(cursor: Any, source_id: int, *, first: bool) -> tuple[int, int]:
+    """Write the staged rows whose item exists; return (rows written, keys resolved)."""
+    if first:
+        # First load of this source (its row is locked: no one else is loading it):
+        # nothing to replace or update, so a plain INSERT.
+        cursor.execute(
+            f"""
+            INSERT INTO ingest_observation (item_id, source_id, value, observed_at)
+            SELECT i.id, %s, s.value, now() FROM {_LATEST_OBSERVATIONS}
+            """,
+            [source_id],
+        )
         inserted: int = cursor.rowcount
-        return inserted
+        return inserted, inserted
     # The source's observations are replaced by this run: keys gone from the page go.
-    # (Triggers mark the items whose observations change for the aggregation pass.)
+    # (Triggers log what changed for the aggregation pass.)
     cursor.execute(
-        """
+        f"""
         WITH r AS MATERIALIZED (  -- keys resolved to item ids once, for both statements
-            SELECT i.id AS item_id, s.value
-            FROM (SELECT DISTINCT ON (key) key, value FROM stage_observations
-                  ORDER BY key, seq DESC) s
-            JOIN ingest_item i ON i.key = s.key
+            SELECT i.id AS item_id, s.value FROM {_LATEST_OBSERVATIONS}
         ), gone AS (
             DELETE FROM ingest_observation o
             WHERE o.source_id = %(source)s AND o.item_id NOT IN (SELECT item_id FROM r)
@@ -182,12 +204,13 @@ def _load_observations(cursor: Any, batch: Batch) -> int:
             WHERE ingest_observation.value IS DISTINCT FROM EXCLUDED.value
             RETURNING item_id
         )
-        SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM written)
+        SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM written),
+               (SELECT count(*) FROM r)
         """,
-        {"source": batch.source_id},
+        {"source": source_id},
     )
     row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _quest_links(rows: Sequence[tuple[Any, ...]]) -> Iterable[tuple[int, str, str, str, int]]:

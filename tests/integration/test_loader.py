@@ -80,6 +80,16 @@ def test_observations_are_replaced_by_the_latest_run(make_source: Callable[..., 
     assert Observation.objects.filter(source=src).count() == 2
     loader.load(_batch(src, "observations", [ObservationRecord(item_key="y", value=5.0)]))
     assert {(o.item.key, o.value) for o in Observation.objects.filter(source=src)} == {("y", 5.0)}
+    # A page naming an item for the first time, beside known ones (and a duplicate key).
+    page = [
+        ObservationRecord(item_key="z", value=7.0),
+        ObservationRecord(item_key="y", value=6.0),
+        ObservationRecord(item_key="z", name="Zed", value=8.0),  # later in the page: it wins
+    ]
+    assert loader.load(_batch(src, "observations", page)).rows_out == 2
+    assert Item.objects.get(key="z").name == "Zed"
+    rows = {(o.item.key, o.value) for o in Observation.objects.filter(source=src)}
+    assert rows == {("y", 6.0), ("z", 8.0)}
     # Another source's observation of "x" is untouched.
     assert Observation.objects.get(source=other).value == 9.0
 
