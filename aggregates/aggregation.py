@@ -74,12 +74,15 @@ _FULL = f"""
 WITH stale AS (SELECT item_id FROM aggregates_itemstats),
 {_WRITE.format(recomputed="(SELECT count(*) FROM fresh)")}"""
 
-# Deltas summed per item by a statement of their own (so this one's planner sees how
-# few they are), passed back as arrays.
+# Deltas summed per item into a temporary table by a statement of their own: the pass's
+# statement then plans with their real number (a CTE's would be a guess), and they never
+# travel to the client and back.
 _TAKE = """
+CREATE TEMPORARY TABLE d ON COMMIT DROP AS
 WITH taken AS (DELETE FROM aggregates_statdelta RETURNING *)
-SELECT item_id, sum(total), sum(count), min(added_min), max(added_max),
-       min(removed_min), max(removed_max)
+SELECT item_id, sum(total) AS total, sum(count) AS count, min(added_min) AS added_min,
+       max(added_max) AS added_max, min(removed_min) AS removed_min,
+       max(removed_max) AS removed_max
 FROM taken GROUP BY item_id
 """
 
@@ -87,11 +90,7 @@ FROM taken GROUP BY item_id
 _EXTREME = "(SELECT {fn}(value) FROM ingest_observation o WHERE o.item_id = j.item_id)"
 
 _INCREMENTAL = f"""
-WITH d AS (
-    SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::bigint[], %s::float8[],
-                         %s::float8[], %s::float8[], %s::float8[])
-        AS d(item_id, total, count, added_min, added_max, removed_min, removed_max)),
-j AS (
+WITH j AS (
     SELECT d.*, s.item_id IS NOT NULL AS known, s.total AS s_total, s.count AS s_count,
            s.min AS s_min, s.max AS s_max,
            d.removed_min <= s.min AS lost_min, d.removed_max >= s.max AS lost_max
@@ -150,8 +149,7 @@ def _run(cursor: Any, full: bool) -> tuple[str, int, int, int, int]:
         cursor.execute(_FULL)
     else:
         cursor.execute(_TAKE)
-        columns = list(zip(*cursor.fetchall(), strict=True)) or [()] * 7
-        cursor.execute(_INCREMENTAL, [list(column) for column in columns])
+        cursor.execute(_INCREMENTAL)
     items, changed, removed, recomputed = cursor.fetchone()
     return ("full" if full else "incremental"), items, changed, removed, recomputed
 
