@@ -96,6 +96,7 @@ class Settings:
     max_body_bytes: int
     lease_seconds: int
     drain_seconds: int = 15  # SIGTERM: how long in-flight runs may finish before release
+    load_connections: int = 2  # loads a node runs at once, each on its own connection
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,4 +114,5 @@ class Settings:
             max_body_bytes=e.integer("ETL_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1),
             lease_seconds=e.integer("ETL_LEASE_SECONDS", 60, minimum=1),
             drain_seconds=e.integer("ETL_DRAIN_SECONDS", 15, minimum=1),
+            load_connections=e.integer("ETL_LOAD_CONNECTIONS", 2, minimum=1),
         )

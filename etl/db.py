@@ -8,7 +8,6 @@ worker must (procrastinate closes old connections around each unit of work).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ from typing import ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from etl.config import Env
+from etl.config import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -79,15 +78,17 @@ async def control(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 # its own connection, so that one source's load does not queue behind another's on the
 # shared thread. Loads of different sources touch different rows; where they meet
 # (items both pages list) the loader's upserts are ordered by key and a deadlock victim
-# is retried. ETL_LOAD_CONNECTIONS sets how many.
+# is retried. ETL_LOAD_CONNECTIONS (Settings.load_connections) sets how many; a node
+# reads its settings at start, so a bad value fails there, not on the first load.
 _loads: ThreadPoolExecutor | None = None
+_load_threads = 0
 
 
 def _load_executor() -> ThreadPoolExecutor:
-    global _loads
+    global _loads, _load_threads
     if _loads is None:
-        size = Env(os.environ).integer("ETL_LOAD_CONNECTIONS", 2, minimum=1)
-        _loads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="etl-load")
+        _load_threads = Settings.from_env().load_connections
+        _loads = ThreadPoolExecutor(max_workers=_load_threads, thread_name_prefix="etl-load")
     return _loads
 
 
@@ -107,12 +108,11 @@ def close_loads() -> None:
     """
     if _loads is None:
         return
-    size = _loads._max_workers
-    barrier = threading.Barrier(size)
+    barrier = threading.Barrier(_load_threads)
 
     def close() -> None:
         connection.close()
         barrier.wait(timeout=30)
 
-    for future in [_loads.submit(close) for _ in range(size)]:
+    for future in [_loads.submit(close) for _ in range(_load_threads)]:
         future.result(timeout=60)

@@ -351,6 +351,31 @@ def _load_once(batch: Batch) -> LoadOutcome:
         new_cursor = cursor_before
         if result.next_cursor is not None:
             new_cursor = max(cursor_before or 0, result.next_cursor)
+        validators = runs.Validators(
+            etag=batch.etag, last_modified=batch.last_modified, cursor=new_cursor
+        )
+        if batch.closing is not None:
+            # The run's last page: one statement stores the validators, closes the run
+            # and schedules the source.
+            tally = dataclasses.replace(
+                batch.closing.tally,
+                rows_in=batch.closing.tally.rows_in + len(result.rows),
+                rows_out=batch.closing.tally.rows_out + written,
+            )
+            streak = runs.close(
+                cursor,
+                dataclasses.replace(batch.closing, tally=tally),
+                source_id=batch.source_id,
+                node=batch.node,
+                validators=validators,
+            )
+            return LoadOutcome(
+                rows_in=len(result.rows),
+                rows_out=written,
+                cursor=new_cursor,
+                closed=True,
+                streak=streak,
+            )
         # consecutive_failures is left to runs.finish_source, which reports the streak a
         # successful run ends (notifications: "source recovered").
         cursor.execute(
@@ -362,19 +387,4 @@ def _load_once(batch: Batch) -> LoadOutcome:
             """,
             [batch.etag, batch.last_modified, new_cursor, batch.source_id],
         )
-        if batch.closing is None:
-            return LoadOutcome(rows_in=len(result.rows), rows_out=written, cursor=new_cursor)
-        tally = dataclasses.replace(
-            batch.closing.tally,
-            rows_in=batch.closing.tally.rows_in + len(result.rows),
-            rows_out=batch.closing.tally.rows_out + written,
-        )
-        streak = runs.close(
-            cursor,
-            dataclasses.replace(batch.closing, tally=tally),
-            source_id=batch.source_id,
-            node=batch.node,
-        )
-    return LoadOutcome(
-        rows_in=len(result.rows), rows_out=written, cursor=new_cursor, closed=True, streak=streak
-    )
+    return LoadOutcome(rows_in=len(result.rows), rows_out=written, cursor=new_cursor)

@@ -80,6 +80,15 @@ class Closing:
     tally: RunTally
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Validators:
+    """What a successful load remembers for the next fetch (and the incremental cursor)."""
+
+    etag: str
+    last_modified: str
+    cursor: int | None
+
+
 Streak = tuple[int, int] | None  # consecutive failures before and after a run; see below
 
 
@@ -96,8 +105,16 @@ def finish_source(
         )
 
 
-def close(cursor: Any, closing: Closing, *, source_id: int, node: str) -> Streak:
-    """:func:`finish_source` on ``cursor``, inside the caller's transaction if it has one.
+def close(
+    cursor: Any,
+    closing: Closing,
+    *,
+    source_id: int,
+    node: str,
+    validators: Validators | None = None,
+) -> Streak:
+    """:func:`finish_source` on ``cursor``, inside the caller's transaction if it has one;
+    ``validators``: also store those (the loader closing a run with its last page).
 
     One statement for both. A node whose lease was taken over (or already released by
     the node that took it over) records its run but leaves the source alone: the other
@@ -128,6 +145,9 @@ def close(cursor: Any, closing: Closing, *, source_id: int, node: str) -> Streak
                                         THEN consecutive_failures + 1 ELSE 0 END,
             rows_loaded = CASE WHEN %(status)s = 'ok' THEN %(rows)s ELSE rows_loaded END,
             last_fetched_at = CASE WHEN %(failed)s THEN last_fetched_at ELSE now() END,
+            etag = CASE WHEN %(store)s THEN %(etag)s ELSE etag END,
+            last_modified = CASE WHEN %(store)s THEN %(last_modified)s ELSE last_modified END,
+            cursor = CASE WHEN %(store)s THEN %(cursor)s ELSE cursor END,
             lease_owner = '',
             lease_until = NULL
         WHERE id = %(id)s AND lease_owner = %(node)s
@@ -150,6 +170,10 @@ def close(cursor: Any, closing: Closing, *, source_id: int, node: str) -> Streak
             "id": source_id,
             "base": RETRY_BASE_SECONDS,
             "cap": RETRY_CAP_SECONDS,
+            "store": validators is not None,
+            "etag": validators.etag if validators else "",
+            "last_modified": validators.last_modified if validators else "",
+            "cursor": validators.cursor if validators else None,
         },
     )
     row = cursor.fetchone()

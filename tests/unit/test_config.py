@@ -37,3 +37,13 @@ def test_membership_is_a_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ETL_MEMBERSHIP", "gossip")
     with pytest.raises(ConfigError, match="ETL_MEMBERSHIP must be static or dynamic, got 'gossip'"):
         Settings.from_env()
+
+
+def test_load_connections_are_read_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read at start with the rest: a bad value stops the node there, not at its first load.
+    assert Settings.from_env().load_connections == 2
+    monkeypatch.setenv("ETL_LOAD_CONNECTIONS", "4")
+    assert Settings.from_env().load_connections == 4
+    monkeypatch.setenv("ETL_LOAD_CONNECTIONS", "0")
+    with pytest.raises(ConfigError, match="ETL_LOAD_CONNECTIONS"):
+        Settings.from_env()
