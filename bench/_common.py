@@ -389,8 +389,8 @@ def upstream(config: Any, *, mode: str = "process", startup: float = 30.0) -> It
         with _upstream_process(config, startup) as base:
             yield base
         return
-    from ingest.upstream import build_app
     from tests.support import servers
+    from upstream import build_app
 
     with servers.serve(build_app(config), startup_timeout=startup) as base:
         wait_until(

@@ -53,8 +53,7 @@ def _register(base: str, shops: int) -> int:
 def _run(n: int, base: str, shops: int, concurrency: int) -> Measured:
     from django.db.models import Max, Min
 
-    from cluster.models import TaskRun
-    from ingest.models import Source
+    from ingest.models import Source, TaskRun
     from tests.support import servers
 
     total = _register(base, shops)
@@ -178,7 +177,7 @@ def main() -> None:
         opts.shops = 300
     db = _common.bench_database()
     _common.setup_django(db)
-    from ingest.upstream import UpstreamConfig
+    from upstream import UpstreamConfig
 
     config = UpstreamConfig(items=2000, shops=opts.shops, latency_ms=opts.latency_ms)
     with _common.upstream(config, startup=60) as base:

@@ -406,8 +406,8 @@ async def run_pipeline(
     Returns (seconds to start and warm the pool, seconds of ``run_due``, its summary,
     median seconds of one ``page`` parsed through the pool and in this process).
     """
-    from cluster import membership
-    from ingest import batch, parsers
+    from cluster import batch, membership
+    from ingest import parsers
     from ingest.pool import ParsePool
 
     pool = ParsePool(settings.parse_workers)
@@ -456,7 +456,7 @@ def bench_pages(opts: argparse.Namespace) -> tuple[list[Row | str], list[str]]:
 
     from etl.config import Settings
     from ingest import fetch
-    from ingest.upstream import UpstreamConfig
+    from upstream import UpstreamConfig
 
     settings = dataclasses.replace(Settings.from_env(), node_name=NODE)
     limits = fetch.FetchLimits(

@@ -8,7 +8,6 @@ from the ordinal suffix of ``HOSTNAME``. With neither set a lone node owns every
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -23,9 +22,6 @@ class Identity:
     slot: int
     node_count: int
     mode: str  # "single" | "static" | "statefulset" | "dynamic"
-
-    def owns(self, shard_hash: int) -> bool:
-        return shard_hash % self.node_count == self.slot
 
 
 def statefulset_ordinal(hostname: str) -> int | None:
@@ -44,7 +40,7 @@ def resolve(settings: Settings, hostname: str | None = None) -> Identity:
     slot = settings.server_id
     mode = "static"
     if slot is None and n is not None:
-        hostname = hostname if hostname is not None else os.environ.get("HOSTNAME", "")
+        hostname = hostname if hostname is not None else settings.hostname
         slot = statefulset_ordinal(hostname)
         mode = "statefulset"
         if slot is None:

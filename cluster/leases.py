@@ -8,38 +8,15 @@ from the database's clock so nodes with skewed clocks still agree on expiry.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import orjson
 from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Now
 
 from cluster import membership
+from ingest import runs
 from ingest.models import Source
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Claimed:
-    """A source this node holds a lease on, with what a run needs to know about it."""
-
-    id: int
-    url: str
-    parser: str
-    options: dict[str, Any]
-    schedule: str
-    etag: str
-    last_modified: str
-    cursor: int | None
-    run_id: int  # the TaskRun opened by the claim ("running" until the run ends)
-
-
-def _json(value: Any) -> dict[str, Any]:
-    # Django registers a text loader for jsonb (its JSONField decodes), so raw rows hold str.
-    decoded = orjson.loads(value) if isinstance(value, str | bytes) else value
-    return decoded if isinstance(decoded, dict) else {}
 
 
 def db_now() -> datetime:
@@ -59,7 +36,7 @@ def claim_due(
     limit: int,
     lease_seconds: float,
     due_before: datetime | None = None,
-) -> list[Claimed]:
+) -> list[runs.Assignment]:
     """Lease up to ``limit`` due sources that ``view`` gives ``node``; most overdue first.
 
     ``due_before`` bounds "due" to a moment in the past: a one-shot pass uses its own
@@ -92,7 +69,7 @@ def claim_due(
             ), opened AS (
                 -- The run is recorded in the same statement: one round trip, and a node
                 -- that dies right after the claim still leaves an unfinished run behind.
-                INSERT INTO cluster_taskrun (node, job, source_id, started_at, status, rows_in,
+                INSERT INTO ingest_taskrun (node, job, source_id, started_at, status, rows_in,
                     rows_out, rows_rejected, bytes, attempts, error, rejections)
                 SELECT %(node)s, 'source:' || parser, id, now(), 'running', 0, 0, 0, 0, 0,
                        '', '[]'::jsonb
@@ -112,20 +89,7 @@ def claim_due(
             },
         )
         rows = cursor.fetchall()
-    claimed = [
-        Claimed(
-            id=row[0],
-            url=row[1],
-            parser=row[2],
-            options=_json(row[3]),
-            schedule=row[4],
-            etag=row[5],
-            last_modified=row[6],
-            cursor=row[7],
-            run_id=row[8],
-        )
-        for row in rows
-    ]
+    claimed = [runs.Assignment.from_row(row) for row in rows]
     claimed.sort(key=lambda c: c.id)
     return claimed
 

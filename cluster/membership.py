@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models.functions import Now
+from django.db import connection, models
+from django.db.models.functions import Coalesce, Greatest, Now
 
 import etl
+from cluster import sharding
 from cluster.identity import Identity
 from cluster.models import Node
 
@@ -68,21 +69,49 @@ def ownership_sql(view: Ownership, node: str) -> tuple[str, dict[str, Any]]:
         return "TRUE", {}
     if isinstance(view, Dynamic):
         sql = f"""
-            (SELECT mod(ingest_source.shard_hash, live.n) = live.slot
+            (SELECT {sharding.slot_sql("ingest_source", "live.n")} = live.slot
              FROM ({_LIVE_RANK}) live WHERE live.name = %(node)s) IS TRUE
         """
         return sql, {"ttl": view.ttl, "node": node}
-    sql = """
-        mod(ingest_source.shard_hash, %(count)s) = %(slot)s
+    sql = f"""
+        {sharding.slot_sql("ingest_source", "%(count)s")} = %(slot)s
         AND NOT EXISTS (
             SELECT 1 FROM cluster_node o JOIN cluster_node me ON me.name = %(node)s
             WHERE o.name <> me.name AND o.mode <> 'dynamic'
               AND o.heartbeat_at > now() - make_interval(secs => %(ttl)s)
               AND o.node_count > 0 AND o.slot IS NOT NULL
               AND (o.started_at, o.name) < (me.started_at, me.name)
-              AND mod(ingest_source.shard_hash, o.node_count) = o.slot)
+              AND {sharding.slot_sql("ingest_source", "o.node_count")} = o.slot)
     """
     return sql, {"count": view.count, "slot": view.slot, "ttl": view.ttl, "node": node}
+
+
+def live_q(ttl: float) -> models.Q:
+    """Nodes that heartbeated within ``ttl`` seconds (by the database clock)."""
+    return models.Q(heartbeat_at__gt=Now() - timedelta(seconds=ttl))
+
+
+def _largest_believed(ttl: float) -> models.QuerySet[Node, int | None]:
+    # N is the largest N a live node believes in: mid-rescale, live nodes can believe in
+    # different Ns, and a node not placed yet believes in none.
+    return (
+        Node.objects.filter(live_q(ttl), node_count__isnull=False)
+        .order_by("-node_count")
+        .values_list("node_count", flat=True)[:1]
+    )
+
+
+def cluster_size_expr(ttl: float) -> models.Expression:
+    """N, the one definition, as an SQL expression: see :func:`cluster_size`."""
+    # Greatest(…, 1): a row claiming 0 nodes must not turn `mod` into a division by zero.
+    return Greatest(
+        Coalesce(models.Subquery(_largest_believed(ttl)), models.Value(1)), models.Value(1)
+    )
+
+
+def cluster_size(*, ttl: float) -> int:
+    """N: the largest N a live node believes in, or 1 when no node is live."""
+    return max(_largest_believed(ttl).first() or 1, 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,9 +202,7 @@ def heartbeat(*, name: str, ident: Identity, ttl: float) -> View:
             [FORGET_AFTER.total_seconds()],
         )
     me = Node.objects.get(name=name)
-    live = list(
-        Node.objects.exclude(name=name).filter(heartbeat_at__gt=Now() - timedelta(seconds=ttl))
-    )
+    live = list(Node.objects.exclude(name=name).filter(live_q(ttl)))
     conflicts, warnings = _conflicts(me, live)
     return View(slot=slot, count=count, live=len(live) + 1, conflicts=conflicts, warnings=warnings)
 

@@ -3,7 +3,7 @@
 Gauges are computed when Prometheus scrapes, never kept up to date in between: slot, N
 and in-flight runs from the node runtime's view, and the source gauges from one query
 (:func:`sample`) over ``ingest_source``, counted by the rules ``etl status`` and the
-leases use (``due_q``, ``status.overdue_q``, ``shard_q``, ``leases.held_q``).
+leases use (``due_q``, ``status.overdue_q``, ``sharding.shard_q``, ``leases.held_q``).
 
 Shard gauges (``shardetl_sources_due`` …) count this node's shard as its view has it,
 so ``sum()`` over the nodes is the cluster; ``shardetl_cluster_*`` count every source
@@ -18,24 +18,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db.models import Count
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 import etl
-from cluster import leases, status
+from cluster import leases, sharding, status
 from etl import db
-from ingest.models import Source, due_q, shard_q
+from ingest.models import Source, due_q
 
 if TYPE_CHECKING:
     from cluster.runtime import NodeRuntime
 
 log = logging.getLogger(__name__)
-
-JOB_RUNS = Counter(
-    "shardetl_job_runs_total", "Cron job runs of this node by job and outcome", ["job", "status"]
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +56,7 @@ def sample(*, node: str, slot: int | None, count: int) -> Sample:
         "leases_held": Count("pk", filter=leases.held_q(node)),
     }
     if slot is not None and count >= 1:  # not placed yet: no shard (and no mod(…, 0))
-        mine = shard_q(slot, count)
+        mine = sharding.shard_q(slot, count)
         counts["shard_due"] = Count("pk", filter=mine & due)
         counts["shard_overdue"] = Count("pk", filter=mine & overdue)
     row = Source.objects.filter(enabled=True).aggregate(**counts)

@@ -1,4 +1,4 @@
-"""Who runs what: nodes of the cluster and the record of every run."""
+"""Who is in the cluster, and which node runs each tick of a cluster-wide job."""
 
 from __future__ import annotations
 
@@ -16,36 +16,6 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class TaskRun(models.Model):
-    """One run of a job or a source; unfinished (``finished_at`` null) while running."""
-
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        OK = "ok"
-        UNCHANGED = "unchanged"
-        FAILED = "failed"
-        SKIPPED = "skipped"
-
-    node = models.CharField(max_length=200)
-    job = models.CharField(max_length=200)
-    source = models.ForeignKey(
-        "ingest.Source", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
-    )
-    started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
-    rows_in = models.IntegerField(default=0)
-    rows_out = models.IntegerField(default=0)
-    rows_rejected = models.IntegerField(default=0)
-    bytes = models.BigIntegerField(default=0)
-    attempts = models.IntegerField(default=0)
-    error = models.TextField(blank=True, default="")
-    rejections = models.JSONField(default=list, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["source", "-started_at"], name="taskrun_source_idx")]
 
 
 class JobTick(models.Model):

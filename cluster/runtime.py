@@ -4,6 +4,10 @@ It starts and stops with the ASGI lifespan (``etl.asgi``). Shutdown (SIGTERM thr
 uvicorn) stops claiming, lets in-flight runs finish for ``ETL_DRAIN_SECONDS``, interrupts
 what is left (those runs release their leases, so another node picks the sources up at
 once) and releases every lease this node still holds.
+
+What the surfaces add (notifications, chat) is plugged in from above through
+:class:`Hooks`: the runtime tells them how runs end and when it starts and stops, and
+never imports them (the composition root, ``etl.node``, wires them).
 """
 
 from __future__ import annotations
@@ -13,15 +17,14 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import etl
-from cluster import identity, leases, membership, metrics, scheduler, ticks, watchdog
-from cluster.models import TaskRun
-from etl import db, logs, notify
-from etl.chat import service as chat
+from cluster import identity, jobs, leases, membership, scheduler, ticks, watchdog
+from etl import db, logs
 from etl.config import Settings
 from ingest import fetch, pipeline, runs
 from ingest.pool import ParsePool
@@ -41,16 +44,34 @@ def _leave(name: str) -> int:
     return leases.release_all(node=name)
 
 
-def _record_job(
-    node: str, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
-) -> None:
-    tally = result if isinstance(result, runs.RunTally) else runs.RunTally()
-    if error is not None:
-        tally.status = TaskRun.Status.FAILED
-        tally.error = f"{type(error).__name__}: {error}"
-        notify.job_failed(job=job.name, error=tally.error)  # emit is thread-safe
-    metrics.JOB_RUNS.labels(job.name, tally.status).inc()
-    runs.record(node=node, job=job.name, started_at=started, tally=tally)
+Service = Callable[[], Awaitable[None]]
+
+
+@dataclass(kw_only=True)
+class Hooks:
+    """What the layers above plug into a node (``etl.node`` fills these in)."""
+
+    source_finished: list[runs.OnFinished] = field(default_factory=list)
+    job_finished: list[jobs.OnJob] = field(default_factory=list)
+    starting: list[Service] = field(default_factory=list)  # before the first claim
+    started: list[Service] = field(default_factory=list)  # once the node runs
+    stopping: list[Service] = field(default_factory=list)  # first thing on shutdown
+    stopped: list[Service] = field(default_factory=list)  # after the drain
+
+    def source_run(self, report: runs.SourceReport) -> None:
+        for hook in self.source_finished:
+            try:
+                hook(report)
+            except Exception:
+                log.exception("a source hook failed")
+
+
+async def _each(services: list[Service], what: str) -> None:
+    for service in services:
+        try:
+            await service()
+        except Exception:
+            log.exception("%s hook failed", what)
 
 
 @dataclass(kw_only=True)
@@ -65,10 +86,9 @@ class NodeRuntime:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _halt: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    hooks: Hooks = field(default_factory=Hooks)
     _keeper: asyncio.Task[None] | None = None
     _ctx: pipeline.Context | None = None
-    _notifier: notify.Notifier | None = None
-    _chat: chat.Chat | None = None
 
     @property
     def name(self) -> str:
@@ -106,20 +126,24 @@ class NodeRuntime:
         global _current
         s = self.settings
         logs.set_node(self.name)
-        self._notifier = notify.from_env(node=self.name)  # a bad ETL_NOTIFY_* fails here
-        self._chat = await chat.start(node=self.name, node_ttl=s.node_ttl)  # ETL_SSH_*, DISCORD_*
+        for service in self.hooks.starting:  # a failure here stops the start
+            await service()
         fetcher = fetch.Fetcher(
             limits=fetch.limits_from(s), user_agent=fetch.user_agent(etl.__version__, self.name)
         )
         pool = ParsePool(s.parse_workers)
         await pool.start()
-        self._ctx = pipeline.Context(node=self.name, fetcher=fetcher, pool=pool)
+        self._ctx = pipeline.Context(
+            node=self.name, fetcher=fetcher, pool=pool, on_finished=self.hooks.source_run
+        )
         await self._beat()
         cron = scheduler.Scheduler(
-            jobs=scheduler.registered(), tick=self.tick, record=self._record, claim=self._claim
+            jobs=scheduler.registered() + jobs.build(s),
+            tick=self.tick,
+            record=self._record,
+            claim=self._claim,
         )
-        if self._notifier is not None:
-            self._notifier.start()
+        await _each(self.hooks.started, "start")
         self._keeper = asyncio.create_task(self._keepalive(), name="keepalive")
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
@@ -139,7 +163,14 @@ class NodeRuntime:
     async def _record(
         self, job: scheduler.Job, started: datetime, result: Any, error: BaseException | None
     ) -> None:
-        await db.call(_record_job, self.name, job, started, result, error)
+        await jobs.record(
+            node=self.name,
+            job=job.name,
+            started=started,
+            result=result,
+            error=error,
+            hooks=self.hooks.job_finished,
+        )
 
     async def _claim(self, job: scheduler.Job, tick: datetime) -> bool:
         return await db.call(ticks.claim, job=job.name, tick=tick, node=self.name)
@@ -210,8 +241,7 @@ class NodeRuntime:
         global _current
         self._stop.set()
         self._wake.set()
-        if self._chat is not None:  # chat sessions end first: no commands while draining
-            await self._chat.close()
+        await _each(self.hooks.stopping, "stop")  # e.g. chat: no commands while draining
         await asyncio.gather(*self._tasks, return_exceptions=True)
         pending = list(self.inflight.values())
         if pending:
@@ -224,8 +254,7 @@ class NodeRuntime:
         self._halt.set()
         if self._keeper is not None:
             await asyncio.gather(self._keeper, return_exceptions=True)
-        if self._notifier is not None:  # after the drain: the last runs' failures go out
-            await self._notifier.stop()
+        await _each(self.hooks.stopped, "stop")  # e.g. notifications of the last runs
         if self._ctx is not None:
             await self._ctx.pool.close()
             await self._ctx.fetcher.aclose()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cluster import schedule
+from ingest import schedule
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Now
 
 from aggregates.models import ItemStats
-from cluster import leases
-from cluster.models import Node, TaskRun
-from ingest.models import Source, due_q
+from cluster import leases, membership, sharding
+from cluster.models import Node
+from ingest.models import Source, TaskRun, due_q
 
 OVERDUE_AFTER = timedelta(minutes=5)  # due longer than this: nobody is keeping up
 
@@ -123,10 +123,12 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
                 errors_last_minute=act.get("errors") or 0,
             )
         )
-    n = _count(nodes)
+    n = membership.cluster_size(ttl=ttl)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT mod(shard_hash, %s), count(*) FROM ingest_source GROUP BY 1 ORDER BY 1", [n]
+            f"SELECT {sharding.slot_sql('ingest_source', '%s')}, count(*) FROM ingest_source "
+            "GROUP BY 1 ORDER BY 1",
+            [n],
         )
         shard_sizes = {int(slot): int(size) for slot, size in cursor.fetchall()}
     counts = Source.objects.aggregate(
@@ -151,20 +153,6 @@ def collect(*, ttl: float, runs: int = 10, failing: int = 10) -> ClusterStatus:
         last_runs=list(TaskRun.objects.select_related("source").order_by("-started_at")[:runs]),
         failing_total=counts["failing"],
     )
-
-
-def _count(nodes: list[NodeStatus]) -> int:
-    # The N that live nodes believe in; several beliefs (mid-rescale) show the largest.
-    counts = [n.node_count for n in nodes if n.alive and n.node_count]
-    return max(counts) if counts else 1
-
-
-def live_node_count(*, ttl: float) -> int:
-    """N as the live nodes see it (1 when none is alive): what ``shard_hash % N`` uses."""
-    count: int | None = Node.objects.filter(
-        heartbeat_at__gt=Now() - timedelta(seconds=ttl)
-    ).aggregate(n=Max("node_count"))["n"]  # Max skips nodes not yet placed (NULL)
-    return count if count and count > 0 else 1
 
 
 _LINE_FIELDS = (
@@ -211,7 +199,7 @@ def rows_per_minute(*, now: datetime, minutes: int = 60) -> list[Minute]:
         cursor.execute(
             """
             SELECT date_trunc('minute', finished_at) AS minute, sum(rows_in), count(*)
-            FROM cluster_taskrun
+            FROM ingest_taskrun
             WHERE source_id IS NOT NULL AND finished_at >= %s
             GROUP BY 1
             """,

@@ -24,10 +24,8 @@ from django.urls import get_resolver  # noqa: E402
 # on the event loop stalls a busy node for seconds, long enough to miss heartbeats.
 get_resolver().url_patterns  # noqa: B018
 
-from cluster import identity  # noqa: E402 - models need the app registry
-from cluster.runtime import NodeRuntime  # noqa: E402
-from etl import security  # noqa: E402
-from etl.config import Settings  # noqa: E402
+from cluster.runtime import NodeRuntime  # noqa: E402 - models need the app registry
+from etl import node, security  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +49,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
         if message["type"] == "lifespan.startup":
             try:
                 security.check_node_settings()
-                settings = Settings.from_env()
-                runtime = NodeRuntime(settings=settings, ident=identity.resolve(settings))
+                runtime = node.build()
                 await runtime.start()
                 settle()
             except Exception as exc:

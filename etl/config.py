@@ -1,4 +1,12 @@
-"""Typed access to shardetl's own environment settings (DESIGN.md, "Configuration")."""
+"""shardetl's configuration, read from the environment once (DESIGN.md, "Configuration").
+
+:func:`settings` is the one typed object every layer reads the runtime knobs from; it is
+built on first use and kept, so no request or run reads the environment again. Each
+variable is read in exactly one place in the code base (``tests/unit/test_layers.py``
+enforces it): the runtime knobs here, the database and Django's own in
+``etl.database``/``etl.settings``, the notification and chat transports in their config
+modules (read once, when a node starts).
+"""
 
 from __future__ import annotations
 
@@ -83,7 +91,7 @@ class Env:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """shardetl's runtime knobs, read once from the environment."""
+    """shardetl's runtime knobs; :func:`settings` holds this process's copy."""
 
     node_name: str
     server_id: int | None
@@ -97,13 +105,20 @@ class Settings:
     lease_seconds: int
     drain_seconds: int = 15  # SIGTERM: how long in-flight runs may finish before release
     load_connections: int = 2  # loads a node runs at once, each on its own connection
+    hostname: str = ""  # HOSTNAME: a StatefulSet pod's name carries its slot
+    aggregate_schedule: str = "* * * * *"
+    # A full pass re-adds every item from scratch: it also rewrites any avg whose float
+    # total drifted by a rounding under many incremental passes. "off": something else
+    # runs it (the Kubernetes CronJob).
+    aggregate_full_schedule: str = "0 3 * * *"
 
     @classmethod
     def from_env(cls) -> Settings:
         e = Env(os.environ)
-        hostname = os.environ.get("HOSTNAME") or socket.gethostname()
+        hostname = e.text("HOSTNAME")
         return cls(
-            node_name=os.environ.get("ETL_NODE_NAME") or f"{hostname}-{os.getpid()}",
+            node_name=e.text("ETL_NODE_NAME")
+            or f"{hostname or socket.gethostname()}-{os.getpid()}",
             server_id=e.optional_integer("ETL_SERVER_ID"),
             node_count=e.optional_integer("ETL_NODE_COUNT"),
             membership=e.choice("ETL_MEMBERSHIP", "static", MEMBERSHIPS),
@@ -115,4 +130,29 @@ class Settings:
             lease_seconds=e.integer("ETL_LEASE_SECONDS", 60, minimum=1),
             drain_seconds=e.integer("ETL_DRAIN_SECONDS", 15, minimum=1),
             load_connections=e.integer("ETL_LOAD_CONNECTIONS", 2, minimum=1),
+            hostname=hostname,
+            aggregate_schedule=e.text("ETL_AGGREGATE_SCHEDULE", "* * * * *"),
+            aggregate_full_schedule=e.text("ETL_AGGREGATE_FULL_SCHEDULE", "0 3 * * *"),
         )
+
+
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    """This process's settings, read from the environment on first use and then kept.
+
+    A bad value raises :class:`ConfigError` on that first use: a node calls this while
+    it starts, so a typo stops it there rather than failing every run.
+    """
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset() -> None:
+    """Forget the kept settings, so the next :func:`settings` reads the environment
+    again (tests that change it)."""
+    global _settings
+    _settings = None

@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from etl.config import Settings
+from etl import config
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -87,7 +87,7 @@ _load_threads = 0
 def _load_executor() -> ThreadPoolExecutor:
     global _loads, _load_threads
     if _loads is None:
-        _load_threads = Settings.from_env().load_connections
+        _load_threads = config.settings().load_connections
         _loads = ThreadPoolExecutor(max_workers=_load_threads, thread_name_prefix="etl-load")
     return _loads
 

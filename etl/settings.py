@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "cluster",
     "ingest",
     "aggregates",
+    "upstream",  # the sample upstream (`etl upstream`, the demo); no models
 ]
 
 MIDDLEWARE = [

@@ -17,9 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template import loader
 
 from cluster import runtime, status
-from cluster.models import TaskRun
-from etl import db, text
-from etl.config import Settings
+from etl import config, db, text
+from ingest.models import TaskRun
 
 REFRESH_SECONDS = 15
 REFRESH_RANGE = (5, 3600)  # a chosen interval is kept within this: the page costs queries
@@ -220,7 +219,7 @@ def context(snap: Snapshot, *, me: str, refresh: int = REFRESH_SECONDS) -> dict[
 async def status_page(request: HttpRequest) -> HttpResponse:
     """The cluster as this node sees it; every node serves the same page."""
     node = runtime.current()
-    settings = node.settings if node is not None else Settings.from_env()
+    settings = node.settings if node is not None else config.settings()
     snap = await db.call(snapshot, ttl=settings.node_ttl)
     refresh = refresh_seconds(request.GET.get("refresh"))
     html = loader.render_to_string(

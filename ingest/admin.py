@@ -14,14 +14,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, F, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
 
-from cluster import sharding, status
-from cluster.models import TaskRun
+from cluster import membership, sharding
+from cluster.models import Node
+from etl import config
 from etl.admin import ReadOnlyAdmin
-from etl.config import Settings
 from ingest import parsers, sources
 from ingest.exceptions import InvalidSource
-from ingest.models import Item, Source, SourceQuerySet
+from ingest.models import Item, Source, SourceQuerySet, TaskRun
 
 _N_ATTR = "_shardetl_node_count"
 
@@ -30,7 +31,7 @@ def node_count(request: HttpRequest) -> int:
     """N for this request (looked up once; the filter and the column share it)."""
     n: int | None = getattr(request, _N_ATTR, None)
     if n is None:
-        n = status.live_node_count(ttl=Settings.from_env().node_ttl)
+        n = membership.cluster_size(ttl=config.settings().node_ttl)
         setattr(request, _N_ATTR, n)
     return n
 
@@ -46,8 +47,7 @@ class SlotFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None or not value.isdigit():
             return queryset
-        assert isinstance(queryset, SourceQuerySet)  # the admin's queryset is the model's
-        return queryset.in_shard(int(value), node_count(request))
+        return queryset.filter(sharding.shard_q(int(value), node_count(request)))
 
 
 class SourceForm(forms.ModelForm):
@@ -129,7 +129,8 @@ class SourceAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Source]:
-        return super().get_queryset(request).annotate(slot=F("shard_hash") % node_count(request))
+        slot = sharding.slot_expr(node_count(request))
+        return super().get_queryset(request).annotate(slot=slot)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -146,7 +147,7 @@ class SourceAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
         changed = set(form.changed_data)
         if not change or "url" in changed:
-            obj.shard_hash = sharding.stable_hash(obj.url)
+            obj.shard_hash = sources.shard_hash(obj.url)
             obj.etag, obj.last_modified, obj.cursor = "", "", None
         if change and changed & {"url", "parser", "options"}:
             # As `etl sources import` does: new parsing must not wait for a changed body.
@@ -210,3 +211,70 @@ class ItemAdmin(ReadOnlyAdmin):
     search_fields = ("key", "name")
     ordering = ("key",)
     show_full_result_count = False
+
+
+class NodeFilter(admin.SimpleListFilter):
+    """Runs of one node, choosing among the nodes the ``Node`` table knows (small)."""
+
+    title = "node"
+    parameter_name = "node"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (name, name) for name in Node.objects.order_by("name").values_list("name", flat=True)
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> QuerySet[TaskRun]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(node=value)
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "started_at",
+        "node",
+        "what",
+        "status_badge",
+        "rows_in",
+        "rows_rejected",
+        "duration",
+        "short_error",
+    )
+    # Runs pile up (one per source per schedule): no filter or date hierarchy that asks
+    # for DISTINCT values of the whole table on every page.
+    list_filter = ("status", NodeFilter)
+    search_fields = ("source__url", "node", "job", "error")
+    list_select_related = ("source",)
+    ordering = ("-started_at",)
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskRun]:
+        # The change list never needs the rejection lists, which can be large.
+        return super().get_queryset(request).defer("rejections")
+
+    @admin.display(description="source / job", ordering="source__url")
+    def what(self, obj: TaskRun) -> str:
+        return obj.source.url if obj.source is not None else obj.job
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: TaskRun) -> str:
+        colour = {"ok": "#1f8a4c", "failed": "#c62f2f", "running": "#2f6fde"}.get(
+            obj.status, "#5f6b7a"
+        )
+        return format_html('<strong style="color: {}">{}</strong>', colour, obj.status)
+
+    @admin.display(description="took")
+    def duration(self, obj: TaskRun) -> str:
+        if obj.finished_at is None:
+            return "running"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.2f}s"
+
+    @admin.display(description="error")
+    def short_error(self, obj: TaskRun) -> str:
+        return obj.error if len(obj.error) <= 100 else obj.error[:100] + "…"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from etl.exceptions import EtlError
 
-class IngestError(Exception):
+
+class IngestError(EtlError):
     """Base of every ingest error."""
 
 

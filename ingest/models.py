@@ -1,4 +1,4 @@
-"""What is ingested: sources, and the rows their parsers produce."""
+"""What is ingested: sources, the rows their parsers produce, and the record of every run."""
 
 from __future__ import annotations
 
@@ -6,20 +6,12 @@ from dataclasses import dataclass
 
 from django.db import connections, models
 from django.db.models.functions import Now
-from django.db.models.lookups import Exact
 
 
 class SourceQuerySet(models.QuerySet["Source"]):
-    def in_shard(self, slot: int, count: int) -> SourceQuerySet:
-        """Sources with ``mod(shard_hash, count) = slot``, selected in SQL."""
-        return self.filter(shard_q(slot, count))
-
-    def due_in(self, slot: int, count: int) -> SourceQuerySet:
-        return self.in_shard(slot, count).filter(due_q(), enabled=True)
-
     def failing(self) -> SourceQuerySet:
         """Sources whose latest run failed."""
-        return self.filter(last_status="failed")  # cluster.models.TaskRun.Status.FAILED
+        return self.filter(last_status=TaskRun.Status.FAILED)
 
     @dataclass(frozen=True, slots=True, kw_only=True)
     class Fetched:
@@ -63,11 +55,6 @@ def due_q(now: object | None = None) -> models.Q:
     )
 
 
-def shard_q(slot: int, count: int) -> models.Q:
-    """In shard ``slot`` of ``count``: ``mod(shard_hash, count) = slot``."""
-    return models.Q(Exact(models.F("shard_hash") % count, slot))
-
-
 class Source(models.Model):
     """A URL with a parser and a cron schedule; owned by the node whose slot matches."""
 
@@ -77,7 +64,8 @@ class Source(models.Model):
     parser = models.CharField(max_length=64)
     schedule = models.CharField(max_length=120, default="H * * * *")
     options = models.JSONField(default=dict, blank=True)
-    # stable_hash(url) >> 1: a non-negative bigint, so mod(shard_hash, N) is a slot.
+    # A stable hash of the URL: a non-negative bigint, so mod(shard_hash, N) is a slot
+    # (cluster.sharding; filled in at registration through ingest.sources' placement hook).
     shard_hash = models.BigIntegerField(db_index=True, editable=False)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -213,3 +201,33 @@ class Trade(models.Model):
                 fields=["item_key"], condition=models.Q(item__isnull=True), name="trade_dangling"
             )
         ]
+
+
+class TaskRun(models.Model):
+    """One run of a job or a source; unfinished (``finished_at`` null) while running."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        UNCHANGED = "unchanged"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    node = models.CharField(max_length=200)
+    job = models.CharField(max_length=200)
+    source = models.ForeignKey(
+        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    rows_in = models.IntegerField(default=0)
+    rows_out = models.IntegerField(default=0)
+    rows_rejected = models.IntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    attempts = models.IntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    rejections = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["source", "-started_at"], name="taskrun_source_idx")]

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from cluster import schedule
-from cluster.leases import Claimed
-from cluster.models import TaskRun
-from etl import db, logs, notify
-from ingest import fetch, loader, metrics, runs
+from etl import db, logs
+from ingest import fetch, loader, metrics, runs, schedule
 from ingest.exceptions import FetchError, IngestError
+from ingest.models import TaskRun
 from ingest.pool import ParsePool
 
 log = logging.getLogger(__name__)
@@ -43,6 +41,7 @@ class Context:
     clock: Callable[[], datetime] = field(default=_utcnow)
     max_pages: int = 100  # incremental sources: pages fetched in one run at most
     check_lease: bool = True
+    on_finished: runs.OnFinished | None = None  # told how every run ended
 
 
 def with_since(url: str, since: int | None) -> str:
@@ -53,12 +52,12 @@ def with_since(url: str, since: int | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _next_run(ctx: Context, source: Claimed) -> datetime:
+def _next_run(ctx: Context, source: runs.Assignment) -> datetime:
     return schedule.next_run(source.schedule, ctx.clock(), source.url)
 
 
 async def _one_page(
-    ctx: Context, source: Claimed, cursor: int | None, tally: runs.RunTally
+    ctx: Context, source: runs.Assignment, cursor: int | None, tally: runs.RunTally
 ) -> tuple[bool, int | None, loader.LoadOutcome | None]:
     """Fetch, parse and load one body; return (more pages follow, new cursor, the load).
 
@@ -125,13 +124,13 @@ async def _one_page(
     return more, outcome.cursor, outcome
 
 
-async def run_source(ctx: Context, source: Claimed) -> runs.RunTally:
+async def run_source(ctx: Context, source: runs.Assignment) -> runs.RunTally:
     """Run one claimed source to the end and record it; see the module docstring."""
     with logs.context(node=ctx.node, source=source.url):  # fields of every log line below
         return await _run_source(ctx, source)
 
 
-async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
+async def _run_source(ctx: Context, source: runs.Assignment) -> runs.RunTally:
     run_id = source.run_id
     tally = runs.RunTally()
     last: loader.LoadOutcome | None = None
@@ -179,5 +178,8 @@ async def _run_source(ctx: Context, source: Claimed) -> runs.RunTally:
             tally=tally,
             next_run_at=_next_run(ctx, source),
         )
-    notify.source_run(url=source.url, status=tally.status, error=tally.error, streak=streak)
+    if ctx.on_finished is not None:
+        ctx.on_finished(
+            runs.SourceReport(url=source.url, status=tally.status, error=tally.error, streak=streak)
+        )
     return tally

@@ -7,6 +7,7 @@ once the lease expires the source is due again and the work is retried.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,11 +16,65 @@ import orjson
 from django.db import connection
 from django.utils import timezone
 
-from cluster.models import TaskRun
+from ingest.models import TaskRun
 
 # A failed source is retried sooner than its schedule: 30 s, 60 s, 120 s … up to an hour.
 RETRY_BASE_SECONDS = 30
 RETRY_CAP_SECONDS = 3600
+
+Streak = tuple[int, int] | None  # consecutive failures before and after a run; see close()
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # Django registers a text loader for jsonb (its JSONField decodes), so raw rows hold str.
+    decoded = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return decoded if isinstance(decoded, dict) else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assignment:
+    """A source this node may run now, with what a run needs to know about it.
+
+    Whoever hands it out (the cluster's claim) has opened its ``TaskRun`` (``run_id``).
+    """
+
+    id: int
+    url: str
+    parser: str
+    options: dict[str, Any]
+    schedule: str
+    etag: str
+    last_modified: str
+    cursor: int | None
+    run_id: int  # the TaskRun opened with the assignment ("running" until the run ends)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Assignment:
+        """From ``id, url, parser, options, schedule, etag, last_modified, cursor, run_id``."""
+        return cls(
+            id=row[0],
+            url=row[1],
+            parser=row[2],
+            options=_json(row[3]),
+            schedule=row[4],
+            etag=row[5],
+            last_modified=row[6],
+            cursor=row[7],
+            run_id=row[8],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceReport:
+    """How a source run ended, for whoever listens (notifications)."""
+
+    url: str
+    status: str
+    error: str
+    streak: Streak  # consecutive failures before and after the run (None: left alone)
+
+
+OnFinished = Callable[[SourceReport], None]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -89,9 +144,6 @@ class Validators:
     cursor: int | None
 
 
-Streak = tuple[int, int] | None  # consecutive failures before and after a run; see below
-
-
 def finish_source(
     *, run_id: int, source_id: int, node: str, tally: RunTally, next_run_at: datetime
 ) -> Streak:
@@ -126,7 +178,7 @@ def close(
     cursor.execute(
         """
         WITH run AS (
-            UPDATE cluster_taskrun
+            UPDATE ingest_taskrun
             SET finished_at = now(), status = %(status)s, rows_in = %(rows)s,
                 rows_out = %(rows_out)s, rows_rejected = %(rejected)s, bytes = %(bytes)s,
                 attempts = %(attempts)s, error = %(run_error)s,

@@ -3,6 +3,10 @@
 Registration validates everything it can before a row exists: the URL is absolute
 http(s), the parser exists and accepts its options, the schedule parses. Import is
 idempotent: a URL already registered is updated, not duplicated.
+
+Where a source belongs in the cluster is not ingest's business: the cluster app installs
+its placement function (:func:`set_placement`, from ``cluster.apps``), which gives each
+new source its ``shard_hash``.
 """
 
 from __future__ import annotations
@@ -10,19 +14,34 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from cluster import schedule, sharding
-from ingest import fetch, parsers
+from ingest import fetch, parsers, schedule
 from ingest.exceptions import InvalidSource, ParseError
 from ingest.models import Source
 
 DEFAULT_SCHEDULE = "H * * * *"
+
+Placement = Callable[[str], int]  # URL -> Source.shard_hash
+_placement: Placement | None = None
+
+
+def set_placement(placement: Placement) -> None:
+    """Install the function that computes a new source's ``shard_hash`` from its URL."""
+    global _placement
+    _placement = placement
+
+
+def shard_hash(url: str) -> int:
+    """``url``'s shard hash, by the installed placement function."""
+    if _placement is None:
+        raise RuntimeError("no placement function installed (is the cluster app installed?)")
+    return _placement(url)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,7 +82,7 @@ def _upsert(specs: list[SourceSpec]) -> tuple[int, int]:
                     parser=spec.parser,
                     schedule=spec.schedule,
                     options=spec.options,
-                    shard_hash=sharding.stable_hash(spec.url),
+                    shard_hash=shard_hash(spec.url),
                 )
             )
         elif (row.parser, row.schedule, row.options) != (spec.parser, spec.schedule, spec.options):

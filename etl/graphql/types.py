@@ -9,48 +9,30 @@ tiny async resolver, so they cost neither a query nor a thread hop per row.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import strawberry
 import strawberry_django
 from django.db import models
-from django.db.models.functions import Coalesce, Greatest, Now
 from strawberry import auto
 from strawberry.types import Info
 
 from aggregates import models as aggregates
+from cluster import membership, sharding
 from cluster import models as cluster
 from etl import config
 from etl.graphql import limits
 from ingest import models as ingest
 
-MEMBERSHIP_WINDOW = timedelta(seconds=60)
 _SHARD = "gql_shard"
 _ALIVE = "gql_alive"
 
 
-def cluster_size() -> models.Func:
-    """N for ``Source.shard``, as SQL: the largest ``node_count`` seen in 60 s, else 1."""
-    recent = cluster.Node.objects.filter(
-        heartbeat_at__gte=Now() - MEMBERSHIP_WINDOW, node_count__isnull=False
-    )
-    largest = models.Subquery(recent.order_by("-node_count").values("node_count")[:1])
-    # Greatest(…, 1): a row claiming 0 nodes must not turn `mod` into a division by zero.
-    return Greatest(Coalesce(largest, models.Value(1)), models.Value(1))
-
-
 def _shard(info: Info) -> models.Expression:
-    return models.ExpressionWrapper(
-        models.F("shard_hash") % cluster_size(), output_field=models.BigIntegerField()
-    )
+    return sharding.slot_expr(membership.cluster_size_expr(config.settings().node_ttl))
 
 
 def _alive(info: Info) -> models.Expression:
-    # ETL_NODE_TTL is read per request, as the nodes read it, not frozen at import.
-    fresh = models.Q(
-        heartbeat_at__gte=Now() - timedelta(seconds=config.Settings.from_env().node_ttl)
-    )
-    return models.ExpressionWrapper(fresh, output_field=models.BooleanField())
+    live = membership.live_q(config.settings().node_ttl)
+    return models.ExpressionWrapper(live, output_field=models.BooleanField())
 
 
 @strawberry_django.type(aggregates.ItemStats, field_cls=limits.CappedField)

@@ -27,12 +27,11 @@ from playwright.sync_api import (
 )
 
 from aggregates.models import ItemStats
-from cluster.models import TaskRun
 from ingest import sources
-from ingest.models import Source
-from ingest.upstream import UpstreamConfig, build_app
+from ingest.models import Source, TaskRun
 from tests.cluster.conftest import YEARLY, Cluster, all_done, register
 from tests.support import processes, servers
+from upstream import UpstreamConfig, build_app
 
 PASSWORD = "browser-tests-only"
 CHROMIUM = Path(os.environ.get("ETL_TEST_CHROMIUM", "/usr/bin/chromium"))

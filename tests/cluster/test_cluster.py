@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from cluster import sharding
-from cluster.models import JobTick, TaskRun
-from ingest.models import Item, Observation, Quest, Source, Trade
-from ingest.upstream import UpstreamConfig, build_app
+from cluster.models import JobTick
+from ingest.models import Item, Observation, Quest, Source, TaskRun, Trade
 from tests.cluster.conftest import Cluster, all_done, fetch_counts, register
 from tests.support import processes, servers
+from upstream import UpstreamConfig, build_app
 
 SMALL = UpstreamConfig(items=1200, shops=24, seed=11, page_size=100, trades=600)
 
@@ -76,7 +76,7 @@ def _three_nodes_each_fetch_their_share(cluster: Cluster, envs: dict[str, dict[s
         for name, env in envs.items()
     }
     for run in TaskRun.objects.filter(source__isnull=False).select_related("source"):
-        assert sharding.owner(run.source.url, 3) == slots[run.node]  # type: ignore[union-attr]
+        assert sharding.slot_of(sharding.stable_hash(run.source.url), 3) == slots[run.node]  # type: ignore[union-attr]
     _loaded_matches(meta)
 
 

@@ -25,8 +25,7 @@ import httpx
 import pytest
 
 from cluster import sharding
-from cluster.models import TaskRun
-from ingest.models import Source
+from ingest.models import Source, TaskRun
 from tests.cluster.conftest import Cluster, all_done, fetch_counts, register
 from tests.deploy import specs
 from tests.support import processes, servers
@@ -194,10 +193,13 @@ def test_statefulset_pods_form_one_cluster(
     runs = TaskRun.objects.filter(source__isnull=False).select_related("source")
     # ETL_NODE_NAME = pod; each pod ran its shard (the URLs carry a random port, so with
     # this small upstream a shard can be empty: the set is computed, not assumed).
-    owners = {pods[sharding.owner(url, n)] for url in Source.objects.values_list("url", flat=True)}
+    owners = {
+        pods[sharding.slot_of(sharding.stable_hash(url), n)]
+        for url in Source.objects.values_list("url", flat=True)
+    }
     assert Counter(run.node for run in runs).keys() == owners
     for run in runs:
-        assert sharding.owner(run.source.url, n) == pods.index(run.node)  # type: ignore[union-attr]
+        assert sharding.slot_of(sharding.stable_hash(run.source.url), n) == pods.index(run.node)  # type: ignore[union-attr]
     assert not Source.objects.exclude(lease_owner="").exists()
 
 

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from aggregates.models import ItemStats
 from cluster import leases, membership, sharding
-from cluster.models import Node, TaskRun
-from ingest.models import Item, Source
+from cluster.models import Node
+from ingest.models import Item, Source, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,7 +90,7 @@ def test_source_list_shows_slot_and_filters_by_status_slot_and_url(
 
     for slot in range(3):
         listed = admin.get(f"/admin/ingest/source/?slot={slot}").context["cl"].result_list
-        expected = {s.url for s in made if sharding.owner(s.url, 3) == slot}
+        expected = {s.url for s in made if sharding.slot_of(sharding.stable_hash(s.url), 3) == slot}
         assert {s.url for s in listed} == expected
         assert all(s.slot == slot for s in listed)
 
@@ -162,7 +162,9 @@ def test_disable_stops_claims_and_enable_restores_them(
     assert off.enabled is False
     # Disabled sources are never claimed, whoever asks and whatever the shard.
     assert _claim() == [on.pk]
-    view = membership.Static(slot=sharding.owner(off.url, 2), count=2, ttl=15)
+    view = membership.Static(
+        slot=sharding.slot_of(sharding.stable_hash(off.url), 2), count=2, ttl=15
+    )
     Source.objects.update(lease_owner="", lease_until=None)
     assert off.pk not in _claim(view)
     _act(admin, "fetch_now", off)  # skipped: fetch now never overrides a disable
@@ -233,25 +235,23 @@ def test_runs_are_viewable_but_read_only(admin: Client, make_source: Callable[..
         error="<b>boom</b>",
     )
 
-    page = admin.get("/admin/cluster/taskrun/").content.decode()
+    page = admin.get("/admin/ingest/taskrun/").content.decode()
     assert source.url in page
     assert "&lt;b&gt;boom&lt;/b&gt;" in page
     assert 'value="delete_selected"' not in page  # no bulk delete either
-    detail = admin.get(f"/admin/cluster/taskrun/{run.pk}/change/")
+    detail = admin.get(f"/admin/ingest/taskrun/{run.pk}/change/")
     assert detail.status_code == 200
     assert 'name="_save"' not in detail.content.decode()
 
     Node.objects.create(name="n0", slot=0, node_count=1, heartbeat_at=now)
     TaskRun.objects.create(node="n1", job="aggregate", started_at=now, status="ok")
-    by_node = admin.get("/admin/cluster/taskrun/?node=n0").context["cl"].result_list
+    by_node = admin.get("/admin/ingest/taskrun/?node=n0").context["cl"].result_list
     assert [r.pk for r in by_node] == [run.pk]
 
-    assert admin.get("/admin/cluster/taskrun/add/").status_code == 403
-    changed = admin.post(f"/admin/cluster/taskrun/{run.pk}/change/", {"status": "ok"})
+    assert admin.get("/admin/ingest/taskrun/add/").status_code == 403
+    changed = admin.post(f"/admin/ingest/taskrun/{run.pk}/change/", {"status": "ok"})
     assert changed.status_code == 403
-    assert (
-        admin.post(f"/admin/cluster/taskrun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
-    )
+    assert admin.post(f"/admin/ingest/taskrun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
     run.refresh_from_db()
     assert run.status == "failed"
 

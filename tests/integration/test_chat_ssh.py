@@ -23,13 +23,12 @@ from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from cluster import leases, membership
-from cluster.models import TaskRun
+from cluster import batch, leases, membership
 from etl.chat import service, ssh
 from etl.chat.config import ChatSettings, SSHSettings
 from etl.config import Settings
-from ingest import batch, sources
-from ingest.models import Item, Observation, Quest, Source, Trade
+from ingest import sources
+from ingest.models import Item, Observation, Quest, Source, TaskRun, Trade
 from tests.support import processes, servers
 
 pytestmark = pytest.mark.django_db(transaction=True)

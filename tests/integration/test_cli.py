@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster.models import TaskRun
 from ingest.models import (
     Item,
     Observation,
@@ -18,6 +17,7 @@ from ingest.models import (
     QuestRequirement,
     QuestReward,
     Source,
+    TaskRun,
     Trade,
 )
 from tests.support import processes, servers, tables

@@ -16,11 +16,10 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import membership, sharding
-from cluster.models import TaskRun
+from cluster import batch, membership, sharding
 from etl.config import Settings
-from ingest import batch, fetch
-from ingest.models import Item, Observation, QuestRequirement, Source
+from ingest import fetch
+from ingest.models import Item, Observation, QuestRequirement, Source, TaskRun
 from tests.support import servers
 
 pytestmark = pytest.mark.django_db(transaction=True)

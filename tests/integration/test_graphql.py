@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from aggregates.models import ItemStats
 from cluster.models import Node
+from etl import config
 from etl.asgi import django_app
 from etl.graphql import limits
 from etl.graphql import schema as graphql_schema
@@ -328,7 +329,8 @@ def test_nodes_alive_uses_the_node_ttl(
         ("node-1", 1, False),
     ]
     assert nodes[0]["heartbeatAt"]
-    monkeypatch.setenv("ETL_NODE_TTL", "600")  # read per request
+    monkeypatch.setenv("ETL_NODE_TTL", "600")
+    config.reset()  # settings are read once per process
     assert all(node["alive"] for node in data_of(api, query)["nodes"])
 
 

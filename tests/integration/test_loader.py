@@ -13,10 +13,18 @@ from django.db import connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.timezone import now
 
-from cluster.models import TaskRun
 from ingest import loader, runs
 from ingest.exceptions import LeaseLost
-from ingest.models import Item, Observation, Quest, QuestRequirement, QuestReward, Source, Trade
+from ingest.models import (
+    Item,
+    Observation,
+    Quest,
+    QuestRequirement,
+    QuestReward,
+    Source,
+    TaskRun,
+    Trade,
+)
 from ingest.records import (
     ItemRecord,
     ObservationRecord,

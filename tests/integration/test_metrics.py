@@ -21,9 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster import leases, metrics, sharding, status
-from cluster.models import TaskRun
 from ingest import sources
-from ingest.models import Source
+from ingest.models import Source, TaskRun
 from tests.support import processes, servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,8 +89,16 @@ def test_metrics_parse_move_during_a_run_and_logs_are_json(
             before = _scrape(base)
 
             registered = _register(upstream_url)
-            mine = [s for s in registered if sharding.owner(s.url, COUNT) == SLOT]
-            theirs = [s for s in registered if sharding.owner(s.url, COUNT) != SLOT]
+            mine = [
+                s
+                for s in registered
+                if sharding.slot_of(sharding.stable_hash(s.url), COUNT) == SLOT
+            ]
+            theirs = [
+                s
+                for s in registered
+                if sharding.slot_of(sharding.stable_hash(s.url), COUNT) != SLOT
+            ]
             assert mine
             assert theirs, "the sample upstream's sources should fall in both shards"
             # One source of the other shard was registered long ago and never fetched.

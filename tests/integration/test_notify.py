@@ -23,12 +23,13 @@ from django.core.management.base import CommandError
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregates.models import ItemStats
-from cluster import membership, sharding
+from cluster import batch, membership, sharding
+from etl import node
 from etl.config import Settings
 from etl.notify import channels
 from etl.notify.config import NotifyConfig, WebhookConfig
 from etl.notify.notifier import Notifier
-from ingest import batch, fetch, sources
+from ingest import fetch, sources
 from ingest.models import Item, Observation, Source
 from ingest.pool import ParsePool
 from tests.support import mailbox, processes, servers
@@ -247,7 +248,11 @@ async def test_failing_is_announced_once_per_streak_and_recovery_ends_it(
                 notifier.start()
                 try:
                     summary = await batch.run_due(
-                        Settings.from_env(), membership.Everything(), limits=limits, pool=pool
+                        Settings.from_env(),
+                        membership.Everything(),
+                        limits=limits,
+                        pool=pool,
+                        on_finished=node.notify_source,
                     )
                 finally:
                     await notifier.stop()  # drains: this run's notifications are delivered

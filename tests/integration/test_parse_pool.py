@@ -11,12 +11,11 @@ import orjson
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import membership, sharding
-from cluster.models import TaskRun
+from cluster import batch, membership, sharding
 from etl.config import Settings
-from ingest import batch, parsers
+from ingest import parsers
 from ingest.exceptions import ParsePoolClosed
-from ingest.models import Observation, Source
+from ingest.models import Observation, Source, TaskRun
 from ingest.pool import ParsePool
 from ingest.records import to_rows
 from tests.support import servers

@@ -6,12 +6,12 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from cluster import membership
-from cluster.models import TaskRun
+from cluster import batch, membership
 from etl.config import Settings
-from ingest import batch, sources
+from ingest import sources
 from ingest.models import (
     Source,
+    TaskRun,
 )
 from tests.support import tables
 

@@ -15,11 +15,10 @@ import time
 import httpx
 import pytest
 
-from cluster.models import TaskRun
 from ingest import sources
-from ingest.models import Source
-from ingest.upstream import Market, UpstreamConfig, build_app
+from ingest.models import Source, TaskRun
 from tests.support import processes, servers, tables
+from upstream import Market, UpstreamConfig, build_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

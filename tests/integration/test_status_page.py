@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from aggregates.models import ItemStats
 from cluster import leases, status
-from cluster.models import Node, TaskRun
-from ingest.models import Item, Source
+from cluster.models import Node
+from ingest.models import Item, Source, TaskRun
 
 SECRET = "status-page-tests-secret-key-7f3a9c"
 ERROR = '<script>alert("pwned")</script> & 502 Bad Gateway'

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from ingest.upstream import Market, UpstreamConfig, build_app
 from tests.support import servers
 from tests.support.market import CountingMarket
+from upstream import Market, UpstreamConfig, build_app
 
 Start = Callable[..., str]
 IDENTITY = {"Accept-Encoding": "identity"}

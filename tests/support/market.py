@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.upstream import Market, UpstreamConfig, data
+from upstream import Market, UpstreamConfig, data
 
 
 class CountingMarket(Market):

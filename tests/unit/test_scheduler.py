@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from cluster import schedule, scheduler
+from cluster import scheduler
+from ingest import schedule
 
 
 def test_next_run_spreads_h_by_name() -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from ingest.upstream import data
-from ingest.upstream.data import Market, UpstreamConfig
 from tests.support.market import CountingMarket
+from upstream import data
+from upstream.data import Market, UpstreamConfig
 
 ROW = re.compile(
     r'<tr data-key="(item-\d{6})"><td class="key">\1</td>'

@@ -19,8 +19,7 @@ from rich.table import Table
 
 from aggregates.models import ItemStats
 from cluster import status
-from etl import database
-from etl.config import Settings
+from etl import config, database
 from ingest import sources
 from ingest.models import Item, Observation, Quest, Trade
 
@@ -138,7 +137,7 @@ class Command(BaseCommand):
             console.print(
                 f"nodes: {', '.join(node_urls)}  (status page /, GraphQL /graphql, /metrics)"
             )
-            ttl = Settings.from_env().node_ttl
+            ttl = config.settings().node_ttl
             stop_at = time.monotonic() + options["seconds"] if options["seconds"] else None
             with Live(_view(node_urls, ttl), console=console, refresh_per_second=1) as live:
                 while stop_at is None or time.monotonic() < stop_at:

@@ -9,9 +9,8 @@ import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
 from cluster import identity
-from etl import notify, security, serving
+from etl import config, notify, security, serving
 from etl.chat.config import ChatSettings
-from etl.config import Settings
 from etl.exceptions import ConfigError
 
 
@@ -27,12 +26,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:  # fail here, with a clear message, rather than inside the lifespan
             security.check_node_settings()
-            identity.resolve(Settings.from_env())
+            identity.resolve(config.settings())
             notify.NotifyConfig.from_env()
             ChatSettings.from_env()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        config = uvicorn.Config(
+        server_config = uvicorn.Config(
             "etl.asgi:application",
             host=options["host"],
             port=options["port"],
@@ -43,7 +42,7 @@ class Command(BaseCommand):
             server_header=False,
             timeout_graceful_shutdown=30,
         )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config)
         serving.exit_cleanly_on_signals()
         server.run()
         if not server.started:

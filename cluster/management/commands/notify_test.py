@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from etl.config import Settings
+from etl import config
 from etl.exceptions import ConfigError
 from etl.notify import channels, probe
 from etl.notify.config import NotifyConfig
@@ -22,17 +22,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            config = NotifyConfig.from_env()
-            node = Settings.from_env().node_name
+            notify_config = NotifyConfig.from_env()
+            node = config.settings().node_name
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        configured = channels.build(config)
+        configured = channels.build(notify_config)
         if not configured:
             raise CommandError(
                 "no notification channel configured: set ETL_NOTIFY_EMAIL_TO and/or "
                 "ETL_NOTIFY_WEBHOOK_URL (docs/notifications.md)"
             )
-        results = asyncio.run(probe.probe(configured, node=node, seconds=config.timeout_seconds))
+        results = asyncio.run(
+            probe.probe(configured, node=node, seconds=notify_config.timeout_seconds)
+        )
         for result in results:
             outcome = "ok" if result.error is None else f"FAILED: {result.error}"
             self.stdout.write(f"{result.channel} ({result.description}): {outcome}")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster import status
-from etl.config import Settings
+from etl import config
 
 
 def _nodes(snapshot: status.ClusterStatus) -> Table:
@@ -65,7 +65,7 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=10)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        snapshot = status.collect(ttl=Settings.from_env().node_ttl, runs=options["runs"])
+        snapshot = status.collect(ttl=config.settings().node_ttl, runs=options["runs"])
         console = Console(file=cast(IO[str], self.stdout), width=160)
         console.print(_nodes(snapshot))
         sizes = ", ".join(f"{slot}: {size}" for slot, size in snapshot.shard_sizes.items())

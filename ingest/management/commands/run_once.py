@@ -10,9 +10,9 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cluster import identity, membership
-from etl.config import Settings
-from ingest import batch, runs
+from cluster import batch, identity, membership
+from etl import config
+from ingest import runs
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--all-shards", action="store_true", help="ignore sharding")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        settings = Settings.from_env()
+        settings = config.settings()
         ident = identity.resolve(settings)
         # Dynamic slots exist only while nodes heartbeat; a one-shot pass takes everything
         # (leases still keep it from fetching what a running node is fetching).

@@ -8,13 +8,11 @@ from typing import IO, Any, cast
 
 import orjson
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Max
 from rich.console import Console
 from rich.table import Table
 
-from cluster import identity
-from cluster.models import Node
-from etl.config import Settings
+from cluster import identity, membership, sharding
+from etl import config
 from ingest import sources
 from ingest.exceptions import FetchError, InvalidSource
 from ingest.models import Source
@@ -77,9 +75,10 @@ class Command(BaseCommand):
         )
 
     def _list(self, limit: int) -> None:
-        nodes = Node.objects.aggregate(n=Max("node_count"))
-        ident = identity.resolve(Settings.from_env())
-        count = nodes["n"] or ident.node_count
+        settings = config.settings()
+        # N as the live nodes see it; with none alive, as this machine's settings say.
+        live = membership.cluster_size(ttl=settings.node_ttl)
+        count = max(live, identity.resolve(settings).node_count)
         table = Table(title=f"sources (shards of N={count})")
         for column in ("url", "parser", "schedule", "shard", "lease", "last", "rows", "next run"):
             table.add_column(column)
@@ -89,7 +88,7 @@ class Command(BaseCommand):
                 src.url,
                 src.parser,
                 src.schedule,
-                str(src.shard_hash % count),
+                str(sharding.slot_of(src.shard_hash, count)),
                 lease,
                 (src.last_status or "never")
                 + (f": {src.last_error[:60]}" if src.last_error else ""),

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import etl
-from cluster import leases, membership
+from cluster import leases, membership, sharding
 from etl import db
 from etl.config import Settings
 from ingest import fetch, pipeline, runs
-from ingest.models import Source
+from ingest.models import Source, due_q
 from ingest.pool import ParsePool
 from ingest.runs import RunTally
 
@@ -35,9 +35,10 @@ class Summary:
 
 def count_due(view: membership.Ownership) -> int:
     """Sources due now in ``view`` (for a progress bar; the claim decides for real)."""
+    due = Source.objects.filter(due_q(), enabled=True)
     if isinstance(view, membership.Static):
-        return Source.objects.due_in(view.slot, view.count).count()
-    return Source.objects.due_in(0, 1).count()
+        due = due.filter(sharding.shard_q(view.slot, view.count))
+    return due.count()
 
 
 async def run_due(
@@ -45,6 +46,7 @@ async def run_due(
     view: membership.Ownership,
     *,
     on_done: Callable[[str, runs.RunTally], None] | None = None,
+    on_finished: runs.OnFinished | None = None,
     lease_seconds: float = 300.0,
     limits: fetch.FetchLimits | None = None,
     pool: ParsePool | None = None,
@@ -59,7 +61,9 @@ async def run_due(
         async with fetch.Fetcher(
             limits=limits, user_agent=fetch.user_agent(etl.__version__, settings.node_name)
         ) as fetcher:
-            ctx = pipeline.Context(node=settings.node_name, fetcher=fetcher, pool=pool)
+            ctx = pipeline.Context(
+                node=settings.node_name, fetcher=fetcher, pool=pool, on_finished=on_finished
+            )
             inflight: dict[asyncio.Task[runs.RunTally], str] = {}
             started = await db.call(leases.db_now)
             while True:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ingest.upstream import data
+from upstream import data
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,14 +1,14 @@
 """The sample upstream: a deterministic fake market served over HTTP (same seed, same bytes).
 
 ``build_app(UpstreamConfig(...))`` returns a plain ASGI app for uvicorn; ``etl upstream``
-serves it. See ``ingest.upstream.app`` for the HTTP behaviour (ETag, gzip, latency,
-fault injection, request counters) and ``ingest.upstream.data`` for the data model.
+serves it. See ``upstream.app`` for the HTTP behaviour (ETag, gzip, latency,
+fault injection, request counters) and ``upstream.data`` for the data model.
 """
 
 from __future__ import annotations
 
-from ingest.upstream.app import UpstreamApp
-from ingest.upstream.data import Market, UpstreamConfig
+from upstream.app import UpstreamApp
+from upstream.data import Market, UpstreamConfig
 
 __all__ = ["Market", "UpstreamApp", "UpstreamConfig", "build_app"]
 

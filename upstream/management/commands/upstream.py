@@ -17,7 +17,7 @@ import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
 from etl import serving
-from ingest.upstream import UpstreamConfig, build_app
+from upstream import UpstreamConfig, build_app
 
 
 class _DropIncompleteResponse(logging.Filter):
